@@ -1,0 +1,71 @@
+"""The ``thresher`` command line: one root, subcommands loaded on demand.
+
+Each subcommand lives in its own module exposing ``configure(parser)`` and
+``run(args) -> int``. Only the module of the command being run is imported,
+so ``thresher --help`` never pays for torch, transformers or datasets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from importlib.metadata import PackageNotFoundError, version
+
+#: command -> (module that implements it, one-line help). Order is the help's order.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "validate": ("thresher.curate.validate", "check record files against the data contract"),
+    "schema": ("thresher.curate.schema_export", "export the JSON Schema of every record kind"),
+}
+
+
+def _version() -> str:
+    try:
+        return version("thresher")
+    except PackageNotFoundError:  # running from a source tree that is not installed
+        return "unknown"
+
+
+def build_parser(command: str | None) -> argparse.ArgumentParser:
+    """The root parser; only ``command``'s own arguments are configured."""
+    parser = argparse.ArgumentParser(
+        prog="thresher",
+        description="Synthesize, clean and convert LLM training data, then train on it.",
+    )
+    parser.add_argument("--version", action="version", version=f"thresher {_version()}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        sub = commands.add_parser(name, help=help_text, description=help_text[:1].upper() + help_text[1:] + ".")
+        if name == command:
+            importlib.import_module(module).configure(sub)
+            sub.set_defaults(_module=module)
+    return parser
+
+
+def _command_in(argv: list[str]) -> str | None:
+    return next((arg for arg in argv if not arg.startswith("-")), None)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``thresher`` console script; returns the exit code."""
+    argv = sys.argv[1:] if argv is None else argv
+    command = _command_in(argv)
+    parser = build_parser(command if command in COMMANDS else None)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    from .errors import ThresherError
+
+    try:
+        return importlib.import_module(args._module).run(args)
+    except ThresherError as exc:
+        print(f"thresher {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"thresher {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+"""alpaca: ``instruction``, ``input``, ``output``, ``system``, ``history``.
+
+The user turn is ``instruction`` and ``input`` joined by a newline, as
+LLaMA-Factory joins them; ``history`` is a list of earlier ``[query, answer]``
+pairs. The preference variant carries ``chosen`` / ``rejected`` strings
+instead of ``output``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...schemas import Dialogue, Preference
+from ..errors import RecordError
+from .base import Mapped, MessageSource, items, need, text
+
+
+def parse(row: dict[str, Any]) -> Mapped:
+    """Map one alpaca row to a Dialogue, or a Preference when it has chosen/rejected."""
+    messages: list[dict[str, Any]] = []
+    sources: list[MessageSource] = []
+    system = text(row, "system", required=False)
+    if system:
+        messages.append({"role": "system", "content": system})
+        sources.append(("system", None))
+    if row.get("history"):
+        for turn, pair in enumerate(items(row, "history")):
+            if not isinstance(pair, list) or len(pair) != 2:
+                raise RecordError(f"history[{turn}]", "must be a [query, answer] pair")
+            for side, role in enumerate(("user", "assistant")):
+                messages.append({"role": role, "content": pair[side]})
+                sources.append((f"history[{turn}][{side}]", None))
+    instruction = text(row, "instruction")
+    extra = text(row, "input", required=False)
+    messages.append({"role": "user", "content": f"{instruction}\n{extra}" if extra else instruction})
+    sources.append(("input" if extra and not instruction.strip() else "instruction", None))
+    if "chosen" in row or "rejected" in row:
+        return Mapped(
+            Preference,
+            {
+                "prompt": messages,
+                "chosen": {"role": "assistant", "content": need(row, "chosen")},
+                "rejected": {"role": "assistant", "content": need(row, "rejected")},
+            },
+            {"prompt": sources, "chosen": ("chosen", None), "rejected": ("rejected", None)},
+        )
+    messages.append({"role": "assistant", "content": need(row, "output")})
+    sources.append(("output", None))
+    return Mapped(Dialogue, {"messages": messages}, {"messages": sources})

@@ -1,0 +1,105 @@
+"""Shared pieces of the format mappers: source-aware field access and errors.
+
+A mapper turns one raw row into the arguments of a canonical record and
+remembers which source field each canonical part came from. When Pydantic
+rejects the record, ``Mapped.build`` translates its error location back to the
+field as the user's file spells it (``conversations[3].value``, not
+``messages.3.content``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from ...schemas import Record, TurnOrderError, json_type_name
+from ..errors import RecordError
+
+#: Where one canonical message came from: (the message's path, its text key or None
+#: when the path itself is the text).
+MessageSource = tuple[str, str | None]
+
+
+@dataclass
+class Mapped:
+    """Canonical field values for ``kind`` plus the source of each part."""
+
+    kind: type[Record]
+    data: dict[str, Any]
+    sources: dict[str, str | MessageSource | list[MessageSource]] = field(default_factory=dict)
+
+    def build(self, context: dict[str, Any] | None = None) -> Record:
+        """Validate into the canonical record, naming source fields in any error."""
+        try:
+            return self.kind.model_validate(self.data, context=context)
+        except ValidationError as exc:
+            error = exc.errors(include_url=False)[0]
+            raise RecordError(self._where(error), _reason(error)) from None
+
+    def _where(self, error: dict[str, Any]) -> str:
+        loc = error["loc"]
+        if not loc:
+            return ""
+        name, rest = str(loc[0]), loc[1:]
+        source = self.sources.get(name, name)
+        if isinstance(source, list):
+            index = rest[0] if rest and isinstance(rest[0], int) else _turn_index(error)
+            if index is None or index >= len(source):
+                return name if not source else source[0][0].split("[")[0]
+            path, text_key = source[index]
+            return _join(path, text_key) if len(rest) > 1 else path
+        if isinstance(source, tuple):
+            path, text_key = source
+            return _join(path, text_key) if rest else path
+        return source + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in rest)
+
+
+def _join(path: str, key: str | None) -> str:
+    return f"{path}.{key}" if key else path
+
+
+def _turn_index(error: dict[str, Any]) -> int | None:
+    cause = (error.get("ctx") or {}).get("error")
+    return cause.index if isinstance(cause, TurnOrderError) and cause.index >= 0 else None
+
+
+def _reason(error: dict[str, Any]) -> str:
+    cause = (error.get("ctx") or {}).get("error")
+    if isinstance(cause, Exception):
+        return str(cause)
+    if error["type"] == "missing":
+        return "missing"
+    if error["type"] == "literal_error":
+        return f"{error['msg'].lower()}, got {error['input']!r}"
+    return error["msg"]
+
+
+def text(row: dict[str, Any], key: str, *, required: bool = True) -> str | None:
+    """A string field of ``row``; a missing required field or a non-string is a RecordError."""
+    value = row.get(key)
+    if value is None:
+        if required:
+            raise RecordError(key, "missing")
+        return None
+    if not isinstance(value, str):
+        raise RecordError(key, f"must be a string, got {json_type_name(value)}")
+    return value
+
+
+def need(row: dict[str, Any], key: str) -> Any:
+    """A field that must be present; its type is checked by the canonical model."""
+    if row.get(key) is None:
+        raise RecordError(key, "missing")
+    return row[key]
+
+
+def items(row: dict[str, Any], key: str) -> list[Any]:
+    """A list field of ``row`` (a JSON array)."""
+    value = row.get(key)
+    if value is None:
+        raise RecordError(key, "missing")
+    if not isinstance(value, list):
+        raise RecordError(key, f"must be an array, got {json_type_name(value)}")
+    return value

@@ -1,0 +1,88 @@
+"""sharegpt: ``conversations`` of ``{from, value}`` turns, ``system``, ``tools``.
+
+Roles follow LLaMA-Factory: ``human``/``gpt``/``system``/``function_call``/
+``observation`` (``user``/``assistant``/``tool`` and ``role``/``content`` keys
+are accepted too). A ``function_call`` turn becomes an assistant message with
+``tool_calls``; an ``observation`` becomes a ``tool`` message. The preference
+shape ends ``conversations`` on a human turn and adds ``chosen`` / ``rejected``
+as single turns.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ...schemas import Dialogue, Preference, json_type_name
+from ..errors import RecordError
+from .base import Mapped, MessageSource, items, need, text
+
+ROLES = {
+    "human": "user", "user": "user",
+    "gpt": "assistant", "assistant": "assistant",
+    "system": "system",
+    "function_call": "assistant",
+    "observation": "tool", "tool": "tool", "function": "tool",
+}
+
+
+def tool_calls(value: str, where: str) -> list[dict[str, str]]:
+    """Parse a function_call turn: one ``{name, arguments}`` object or a list of them."""
+    try:
+        calls = json.loads(value)
+    except (TypeError, json.JSONDecodeError):
+        raise RecordError(where, "function_call must be JSON with name and arguments") from None
+    calls = calls if isinstance(calls, list) else [calls]
+    parsed = []
+    for call in calls:
+        if not isinstance(call, dict) or not isinstance(call.get("name"), str):
+            raise RecordError(where, "function_call must be JSON with name and arguments")
+        arguments = call.get("arguments", {})
+        if not isinstance(arguments, str):
+            arguments = json.dumps(arguments, ensure_ascii=False)
+        parsed.append({"name": call["name"], "arguments": arguments})
+    return parsed
+
+
+def turn(value: Any, where: str) -> tuple[dict[str, Any], MessageSource]:
+    """One ``{from, value}`` (or ``{role, content}``) turn as a canonical message dict."""
+    if not isinstance(value, dict):
+        raise RecordError(where, f"turn must be an object, got {json_type_name(value)}")
+    role_key, text_key = ("from", "value") if "from" in value else ("role", "content")
+    speaker = value.get(role_key)
+    if speaker not in ROLES:
+        raise RecordError(f"{where}.{role_key}", f"unknown role {speaker!r}")
+    content = value.get(text_key)
+    if speaker == "function_call":
+        calls = tool_calls(content, f"{where}.{text_key}")
+        return {"role": "assistant", "content": "", "tool_calls": calls}, (where, text_key)
+    return {"role": ROLES[speaker], "content": content}, (where, text_key)
+
+
+def parse(row: dict[str, Any]) -> Mapped:
+    """Map one sharegpt row to a Dialogue, or a Preference when it has chosen/rejected."""
+    messages: list[dict[str, Any]] = []
+    sources: list[MessageSource] = []
+    system = text(row, "system", required=False)
+    if system:
+        messages.append({"role": "system", "content": system})
+        sources.append(("system", None))
+    for index, value in enumerate(items(row, "conversations")):
+        message, source = turn(value, f"conversations[{index}]")
+        messages.append(message)
+        sources.append(source)
+    tools = row.get("tools")
+    if tools is not None and not isinstance(tools, str):
+        tools = json.dumps(tools, ensure_ascii=False)
+    if "chosen" in row or "rejected" in row:
+        chosen, chosen_source = turn(need(row, "chosen"), "chosen")
+        rejected, rejected_source = turn(need(row, "rejected"), "rejected")
+        return Mapped(
+            Preference,
+            {"prompt": messages, "chosen": chosen, "rejected": rejected},
+            {"prompt": sources, "chosen": chosen_source, "rejected": rejected_source},
+        )
+    data: dict[str, Any] = {"messages": messages}
+    if tools:
+        data["tools"] = tools
+    return Mapped(Dialogue, data, {"messages": sources})

@@ -1,0 +1,123 @@
+"""Atomic output: a file is either complete or absent, never half-written.
+
+Every writer writes to a temporary file beside the target and renames it into
+place on success (``os.replace`` is atomic on one file system), so an
+interrupted run never leaves a truncated output that a rerun would trust.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+
+@contextmanager
+def atomic_open(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[Any]]:
+    """Open a temporary file that replaces ``path`` only if the block succeeds."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def dumps(record: Any) -> str:
+    """One JSON line: UTF-8 text kept readable (no ``\\u`` escapes for Chinese)."""
+    return json.dumps(record, ensure_ascii=False)
+
+
+def write_json(path: str | os.PathLike[str], value: Any) -> None:
+    """Write one JSON document atomically, indented for people."""
+    with atomic_open(path) as handle:
+        json.dump(value, handle, ensure_ascii=False, indent=2)
+        handle.write("\n")
+
+
+class JsonlWriter:
+    """Append records to a JSONL file that appears atomically on ``close``.
+
+    Use as a context manager; if the block raises, the target is left as it was.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.count = 0
+        self._context = atomic_open(self.path)
+        self._handle: IO[str] | None = None
+
+    def __enter__(self) -> JsonlWriter:
+        self._handle = self._context.__enter__()
+        return self
+
+    def write(self, record: Any) -> None:
+        """Write one record as a JSON line."""
+        assert self._handle is not None, "use JsonlWriter as a context manager"
+        self._handle.write(dumps(record))
+        self._handle.write("\n")
+        self.count += 1
+
+    def __exit__(self, *exc: Any) -> None:
+        self._context.__exit__(*exc)
+
+
+class RecordWriter:
+    """Write records in the file type ``path``'s suffix names (.jsonl or .json, optionally .gz).
+
+    A ``.json`` output is one array, streamed element by element so memory
+    stays bounded. The file appears atomically on ``close``.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        name = self.path.name.lower().removesuffix(".gz")
+        if name.endswith(".jsonl"):
+            self.array = False
+        elif name.endswith(".json"):
+            self.array = True
+        else:
+            raise ValueError(f"{self.path}: unsupported output type; use .jsonl or .json")
+        self.gz = self.path.name.lower().endswith(".gz")
+        self.count = 0
+        self._context = atomic_open(self.path, "wb" if self.gz else "w")
+        self._handle: Any = None
+
+    def __enter__(self) -> RecordWriter:
+        handle = self._context.__enter__()
+        if self.gz:
+            import gzip
+            import io
+
+            self._raw = handle
+            handle = io.TextIOWrapper(gzip.GzipFile(fileobj=handle, mode="wb", mtime=0), encoding="utf-8")
+        self._handle = handle
+        if self.array:
+            handle.write("[")
+        return self
+
+    def write(self, record: Any) -> None:
+        """Write one record."""
+        if self.array:
+            self._handle.write(",\n" if self.count else "\n")
+        self._handle.write(dumps(record))
+        if not self.array:
+            self._handle.write("\n")
+        self.count += 1
+
+    def __exit__(self, *exc: Any) -> None:
+        if exc[0] is None and self.array:
+            self._handle.write("\n]\n" if self.count else "]\n")
+        if self.gz:
+            self._handle.close()  # flushes the gzip trailer into the raw temp file
+        self._context.__exit__(*exc)

@@ -1,0 +1,1 @@
+"""The compact trainer: data collation, SFT, reward models, DPO, evaluation, export, chat."""
