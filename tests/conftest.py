@@ -1,0 +1,37 @@
+"""Shared test fixtures: peer data from ../shared when present, and CLI runners."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PEER_DATA = ROOT.parent / "shared" / "peer-data" / "llamafactory"
+
+
+@pytest.fixture
+def peer_data() -> Path:
+    """LLaMA-Factory's demo data files; a fresh clone does not have them, so skip cleanly."""
+    if not PEER_DATA.is_dir():
+        pytest.skip(f"peer data not present at {PEER_DATA}")
+    return PEER_DATA
+
+
+@pytest.fixture
+def thresher():
+    """Run the real ``thresher`` console script; returns the CompletedProcess."""
+
+    def run(*args: str | os.PathLike[str], check: bool = False, **kwargs) -> subprocess.CompletedProcess[str]:
+        exe = Path(sys.executable).with_name("thresher")
+        result = subprocess.run(
+            [str(exe), *map(str, args)], capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"}, **kwargs
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"thresher {args} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
+        return result
+
+    return run
