@@ -21,6 +21,9 @@ class InputError(ThresherError):
         super().__init__(f"{where}: {reason}")
         self.path, self.line, self.reason = path, line, reason
 
+    def __reduce__(self):  # worker processes send it back to the parent
+        return type(self), (self.path, self.reason, self.line)
+
 
 class RecordError(ValueError):
     """One record breaks the contract; ``field`` is named as the source file spells it."""
@@ -28,3 +31,6 @@ class RecordError(ValueError):
     def __init__(self, field: str, reason: str) -> None:
         super().__init__(f"{field}: {reason}" if field else reason)
         self.field, self.reason = field, reason
+
+    def __reduce__(self):
+        return type(self), (self.field, self.reason)

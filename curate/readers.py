@@ -85,11 +85,11 @@ def read_rows(path: str | os.PathLike[str]) -> Iterator[Row]:
         raise InputError(source, f"cannot read: {exc}") from None
 
 
-def _open_text(source: str, gz: bool) -> io.TextIOBase:
+def _open_text(source: str, gz: bool, newline: str = "") -> io.TextIOBase:
     """Open as UTF-8, dropping a BOM if there is one."""
     if gz:
-        return gzip.open(source, "rt", encoding="utf-8-sig", newline="")
-    return open(source, encoding="utf-8-sig", newline="")
+        return gzip.open(source, "rt", encoding="utf-8-sig", newline=newline)
+    return open(source, encoding="utf-8-sig", newline=newline)
 
 
 def _as_row(source: str, line: int, value: Any, raw: str | None = None) -> Row:
@@ -98,21 +98,67 @@ def _as_row(source: str, line: int, value: Any, raw: str | None = None) -> Row:
     return Row(source, line, None, f"record must be a JSON object, got {json_type_name(value)}", raw)
 
 
+@dataclass(frozen=True, slots=True)
+class Shard:
+    """A byte range of a plain JSONL file that starts and ends on line boundaries."""
+
+    offset: int
+    length: int
+    first_line: int
+
+
+def jsonl_shards(path: str | os.PathLike[str], shard_bytes: int = 4 << 20) -> Iterator[Shard]:
+    """Cut a plain (not gzipped) JSONL file into line-aligned shards for worker processes.
+
+    Only newlines are counted here (``bytes.count`` runs at memory speed), so
+    the workers do all the decoding and parsing and every record still knows
+    its line.
+    """
+    with open(path, "rb") as handle:
+        offset, line = 0, 1
+        while True:
+            block = handle.read(shard_bytes)
+            if not block:
+                return
+            block += handle.readline()  # finish the line the block cut through
+            yield Shard(offset, len(block), line)
+            offset += len(block)
+            line += block.count(b"\n")
+
+
+def read_jsonl_shard(path: str | os.PathLike[str], shard: Shard) -> Iterator[Row]:
+    """The rows of one shard; raises ``InputError`` on bytes that are not UTF-8."""
+    source = str(path)
+    with open(path, "rb") as handle:
+        handle.seek(shard.offset)
+        data = handle.read(shard.length)
+    try:
+        text = data.decode("utf-8-sig" if shard.offset == 0 else "utf-8")
+    except UnicodeDecodeError as exc:
+        line = shard.first_line + data.count(b"\n", 0, exc.start)
+        raise InputError(source, f"not UTF-8 text ({exc.reason})", line) from None
+    for number, line_text in enumerate(text.split("\n"), shard.first_line):
+        if line_text.strip():
+            yield jsonl_row(source, number, line_text)
+
+
+def jsonl_row(source: str, number: int, text: str) -> Row:
+    """Parse one JSONL line; a line that is not a JSON object is a bad row, not an error."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return Row(source, number, None, f"invalid JSON ({exc.msg} at column {exc.colno})", text.rstrip("\r\n"))
+    if type(value) is dict:
+        return Row(source, number, value)
+    return _as_row(source, number, value, text.rstrip("\r\n"))
+
+
 def _read_jsonl(source: str, _suffix: str, gz: bool) -> Iterator[Row]:
-    loads = json.loads
-    with _open_text(source, gz) as handle:
+    # Lines end at "\n" only: a raw U+2028 or "\r" inside a record is not a line break.
+    with _open_text(source, gz, newline="\n") as handle:
         for number, text in enumerate(handle, 1):
-            if not text.strip():
-                continue
-            try:
-                value = loads(text)
-            except json.JSONDecodeError as exc:
-                yield Row(source, number, None, f"invalid JSON ({exc.msg} at column {exc.colno})", text.rstrip("\n"))
-                continue
-            if type(value) is dict:
-                yield Row(source, number, value)
-            else:
-                yield _as_row(source, number, value, text.rstrip("\n"))
+            if text.strip():
+                yield jsonl_row(source, number, text)
 
 
 def _read_json(source: str, _suffix: str, gz: bool) -> Iterator[Row]:

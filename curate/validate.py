@@ -9,19 +9,25 @@ cannot be read as a whole.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 from ..schemas import QA, Dialogue, Record
 from .errors import InputError, RecordError
 from .formats import FORMATS, to_record
-from .readers import Row, read_rows
+from .readers import Row, Shard, file_type, jsonl_shards, read_jsonl_shard, read_rows
 
 KIND_CHOICES = ("auto", "dialogue", "qa", "preference", "scored", "document")
 LISTING_CAP = 50
+#: JSONL files at least this large are validated by worker processes.
+PARALLEL_MIN_BYTES = 4 << 20
+SHARD_BYTES = 4 << 20
 
 
 @dataclass(slots=True)
@@ -110,28 +116,70 @@ def check_row(row: Row, kind: str = "auto", fmt: str | None = None) -> Problem |
     return Problem(row.source, row.line, "", mismatch, row.data) if mismatch else None
 
 
+def default_workers() -> int:
+    """Worker processes for large JSONL inputs: the cores this process may use, at most 8."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(cores, 8))
+
+
 def validate_paths(
     paths: Iterable[str],
     kind: str = "auto",
     fmt: str | None = None,
     on_problem: Callable[[Problem], None] | None = None,
+    workers: int = 1,
 ) -> Summary:
-    """Validate every record of every path; unreadable inputs are collected, not raised."""
+    """Validate every record of every path; unreadable inputs are collected, not raised.
+
+    Large JSONL files are checked by ``workers`` processes (parsing and
+    validation are CPU-bound and independent per line); problems still come
+    back in file order, so output does not depend on the worker count.
+    """
     summary = Summary()
     for path in paths:
         counts = summary.files.setdefault(path, FileCounts())
         try:
-            for row in read_rows(path):
-                counts.records += 1
-                problem = check_row(row, kind, fmt)
-                if problem is not None:
-                    counts.invalid += 1
-                    summary.problems.append(problem)
-                    if on_problem is not None:
+            for count, problems in _check_file(path, kind, fmt, workers):
+                counts.records += count
+                counts.invalid += len(problems)
+                summary.problems.extend(problems)
+                if on_problem is not None:
+                    for problem in problems:
                         on_problem(problem)
         except InputError as exc:
             summary.unreadable.append(exc)
     return summary
+
+
+def _check_file(path: str, kind: str, fmt: str | None, workers: int) -> Iterator[tuple[int, list[Problem]]]:
+    """Yield (records checked, problems) per shard (parallel) or per record."""
+    if workers > 1 and _worth_parallel(path):
+        import multiprocessing
+
+        with multiprocessing.Pool(workers) as pool:
+            yield from pool.imap(partial(_check_shard, path, kind, fmt), jsonl_shards(path, SHARD_BYTES))
+        return
+    for row in read_rows(path):
+        problem = check_row(row, kind, fmt)
+        yield 1, [problem] if problem else []
+
+
+def _worth_parallel(path: str) -> bool:
+    try:
+        return file_type(path) == (".jsonl", False) and Path(path).stat().st_size >= PARALLEL_MIN_BYTES
+    except (InputError, OSError):
+        return False  # let the sequential reader report it
+
+
+def _check_shard(source: str, kind: str, fmt: str | None, shard: Shard) -> tuple[int, list[Problem]]:
+    """Worker: read, parse and check one shard of a JSONL file."""
+    count, problems = 0, []
+    for row in read_jsonl_shard(source, shard):
+        count += 1
+        problem = check_row(row, kind, fmt)
+        if problem is not None:
+            problems.append(problem)
+    return count, problems
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -140,6 +188,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--from", dest="fmt", choices=FORMATS, help="force the record format instead of detecting it")
     parser.add_argument("--rejects", metavar="FILE", help="write every invalid record as read, with its error (JSONL)")
     parser.add_argument("--report", metavar="FILE", help="write a JSON report of all errors")
+    parser.add_argument(
+        "--workers", type=int, default=default_workers(), metavar="N",
+        help="processes for large JSONL files (default: usable cores, at most 8)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -152,9 +204,10 @@ def run(args: argparse.Namespace) -> int:
             summary = validate_paths(
                 args.paths, args.kind, args.fmt,
                 lambda p: rejects.write({**p.as_dict(), "record": p.record}),
+                args.workers,
             )
     else:
-        summary = validate_paths(args.paths, args.kind, args.fmt)
+        summary = validate_paths(args.paths, args.kind, args.fmt, workers=args.workers)
     if args.report:
         write_json(args.report, summary.report())
     print_summary(summary, Console())

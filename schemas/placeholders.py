@@ -37,6 +37,12 @@ PLACEHOLDER_RE = re.compile(
 
 
 def find_placeholder(text: str) -> str | None:
-    """Return the first unreplaced placeholder in ``text``, or None."""
+    """Return the first unreplaced placeholder in ``text``, or None.
+
+    Every placeholder opens with a bracket, so text without one skips the
+    regex: most records are plain prose and this check runs on every string.
+    """
+    if "{" not in text and "<" not in text and "[" not in text:
+        return None
     match = PLACEHOLDER_RE.search(text)
     return match.group(0) if match else None

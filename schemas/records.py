@@ -33,7 +33,7 @@ from .placeholders import find_placeholder
 
 Role = Literal["system", "user", "assistant", "tool"]
 
-_JSON_TYPE_NAMES = {dict: "object", list: "array", int: "number", float: "number", bool: "boolean"}
+_JSON_TYPE_NAMES = {dict: "object", list: "array", str: "string", int: "number", float: "number", bool: "boolean"}
 
 
 def json_type_name(value: object) -> str:

@@ -49,6 +49,8 @@ def detect(row: dict[str, Any]) -> str:
         return "prompt-completion"
     if "question" in row and "answer" in row:
         return "qa"
+    if "instruction" in row:
+        return "alpaca"  # an alpaca record missing its output: report that, not "unrecognised"
     if "text" in row:
         return "document"
     keys = ", ".join(sorted(row)) or "none"
