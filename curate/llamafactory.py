@@ -6,6 +6,9 @@ its ``data/README.md``). One dataset holds one kind of data (SFT, ranking
 pairs, KTO-tagged dialogues or pretraining text), so the first record
 written decides the kind and a record of another kind is refused.
 
+An existing ``dataset_info.json`` in the folder keeps its other entries,
+so OUT may be LLaMA-Factory's own ``data/`` folder.
+
 Every mapped column is written in every record (an empty ``system`` or
 ``tools`` where a record has none), so the mapping holds for every row the
 way LLaMA-Factory's converter reads it.
@@ -13,10 +16,12 @@ way LLaMA-Factory's converter reads it.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 from ..schemas import Dialogue, Document, Preference, Record
+from .errors import ThresherError
 from .formats import alpaca, sharegpt
 from .formats.base import CannotRender, as_dialogue
 from .writers import RecordWriter, write_json
@@ -124,4 +129,17 @@ class LlamaFactoryWriter:
     def __exit__(self, *exc: Any) -> None:
         self._writer.__exit__(*exc)
         if exc[0] is None:
-            write_json(self.folder / "dataset_info.json", {self.name: self.entry()})
+            write_json(self.folder / "dataset_info.json", {**self.existing_entries(), self.name: self.entry()})
+
+    def existing_entries(self) -> dict[str, Any]:
+        """Other datasets already registered in the folder (LLaMA-Factory's ``data/`` holds many)."""
+        path = self.folder / "dataset_info.json"
+        if not path.exists():
+            return {}
+        try:
+            entries = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ThresherError(f"{path}: cannot add to it: {exc}") from None
+        if not isinstance(entries, dict):
+            raise ThresherError(f"{path}: cannot add to it: not a JSON object")
+        return entries

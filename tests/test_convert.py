@@ -291,3 +291,27 @@ def test_canonical_kinds_survive_conversion():
     assert isinstance(pref, Preference) and [m.role for m in pref.prompt] == ["system", "user", "assistant", "user"]
     (dia,) = to_records(RENDERERS["xtuner"](to_records(GENERATED[0])[0]))
     assert isinstance(dia, Dialogue) and dia.system == "你是小州"
+
+
+def test_llamafactory_adds_to_an_existing_dataset_info(thresher, tmp_path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "dataset_info.json").write_text(json.dumps({"alpaca_en_demo": {"file_name": "alpaca_en_demo.json"}}))
+    source = write_jsonl(tmp_path / "in.jsonl", [{"text": "这部电影很好看", "label": True}, {"input": "x", "target": "y"}])
+    thresher("convert", source, "-o", folder, "--to", "llamafactory", "--name", "mine", "--style", "alpaca",
+             "--strict", check=True)
+    info = json.loads((folder / "dataset_info.json").read_text())
+    assert set(info) == {"alpaca_en_demo", "mine"} and info["mine"]["file_name"] == "mine.json"
+    rows = json.loads((folder / "mine.json").read_text(encoding="utf-8"))
+    assert rows[0]["output"] == "true" and rows[0]["instruction"].startswith("请判断")
+    assert all(set(info["mine"]["columns"].values()) <= set(row) for row in rows)
+
+
+def test_forced_source_format_and_preference_kind_mismatch_in_one_dataset(thresher, tmp_path):
+    source = write_jsonl(tmp_path / "in.jsonl", [GENERATED[0], GENERATED[1]])
+    folder = tmp_path / "lf"
+    result = thresher("convert", source, "-o", folder, "--to", "llamafactory", "--from", "alpaca")
+    assert result.returncode == 0
+    assert "1 rejected (llamafactory dataset holds sft data only, got ranking: 1)" in result.stdout
+    forced = thresher("convert", source, "-o", tmp_path / "x.jsonl", "--to", "messages", "--from", "qa")
+    assert "2 rejected (invalid: missing: 2)" in forced.stdout

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from thresher.curate.mix import copies_by_rate, parse_spec, ratio_counts
-from thresher.curate.readers import read_rows
 from thresher.curate.split import normalise
 from thresher.curate.stats import file_stats
 

@@ -5,6 +5,7 @@ and the field's other flat shapes: ``input``/``target`` pairs, ``text`` +
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from ...schemas import QA, Dialogue, Document, Record, Scored, json_type_name
@@ -89,13 +90,14 @@ def parse_classification(row: dict[str, Any], template: str | None = None) -> Ma
     """
     text = need(row, "text")
     label = need(row, "label")
-    if isinstance(label, bool) or not isinstance(label, (str, int, float)):
-        raise RecordError("label", f"must be a string or a number, got {json_type_name(label)}")
+    if not isinstance(label, (str, int, float)):
+        raise RecordError("label", f"must be a string, a number or a boolean, got {json_type_name(label)}")
     if not isinstance(text, str):
         raise RecordError("text", f"must be a string, got {json_type_name(text)}")
     chosen = template or ("zh" if language(text) == "zh" else "en")
     prompt = LABEL_TEMPLATES.get(chosen, chosen).replace("{text}", text)
-    messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": str(label)}]
+    answer = label if isinstance(label, str) else json.dumps(label)  # true/false, 1, 0.5 as JSON spells them
+    messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}]
     return Mapped(Dialogue, {"messages": messages}, {"messages": [("text", None), ("label", None)]})
 
 
