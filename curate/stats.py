@@ -31,12 +31,15 @@ TOP_SYSTEMS = 5
 
 
 def fields(record: Record) -> dict[str, list[str]]:
-    """The texts of a record by field name (each message of a role is one value)."""
+    """The texts of a record by field name (each message of a role is one value; tool calls apart)."""
     record = as_dialogue(record)
     texts: dict[str, list[str]] = defaultdict(list)
     if isinstance(record, Dialogue):
         for message in record.messages:
-            texts[message.role].append(message.content)
+            if message.tool_calls:  # a call's text is its arguments, not the (empty) content
+                texts["tool_call"] += [call.arguments for call in message.tool_calls]
+            else:
+                texts[message.role].append(message.content)
     elif isinstance(record, Preference):
         for message in record.prompt:
             texts["system" if message.role == "system" else "prompt"].append(message.content)
