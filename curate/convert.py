@@ -35,8 +35,8 @@ def replace_system(record: Record, system: str) -> Record:
     """``record`` with its system prompt set to ``system`` (added, or replacing the old one)."""
     if isinstance(record, QA):
         return record.model_copy(update={"system": system})
-    field = "messages" if isinstance(record, Dialogue) else "prompt" if isinstance(record, (Preference, Scored)) else None
-    if field is None:
+    field = "messages" if isinstance(record, Dialogue) else "prompt" if isinstance(record, Preference) else None
+    if field is None:  # a corpus document has no system prompt
         return record
     messages = [m.model_dump() for m in getattr(record, field) if m.role != "system"]
     data = record.model_dump(exclude={"id"})

@@ -22,6 +22,7 @@ import math
 import random
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from .errors import ThresherError
@@ -40,7 +41,7 @@ class Source:
     rate: float | None
     rows: list[Row]
 
-    @property
+    @cached_property
     def valid(self) -> list[int]:
         """Indices of the rows that are records (unparsable lines cannot be mixed)."""
         return [i for i, row in enumerate(self.rows) if row.data is not None]

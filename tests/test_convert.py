@@ -315,3 +315,9 @@ def test_forced_source_format_and_preference_kind_mismatch_in_one_dataset(thresh
     assert "1 rejected (llamafactory dataset holds sft data only, got ranking: 1)" in result.stdout
     forced = thresher("convert", source, "-o", tmp_path / "x.jsonl", "--to", "messages", "--from", "qa")
     assert "2 rejected (invalid: missing: 2)" in forced.stdout
+
+
+def test_bad_label_template_is_a_usage_error(thresher, tmp_path):
+    source = write_jsonl(tmp_path / "in.jsonl", [{"text": "t", "label": "x"}])
+    result = thresher("convert", source, "-o", tmp_path / "o.jsonl", "--to", "qa", "--label-template", "no slot")
+    assert result.returncode == 2 and "--label-template must be zh, en, or contain {text}" in result.stderr
