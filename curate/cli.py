@@ -17,6 +17,10 @@ from importlib.metadata import PackageNotFoundError, version
 COMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("thresher.curate.validate", "check record files against the data contract"),
     "schema": ("thresher.curate.schema_export", "export the JSON Schema of every record kind"),
+    "convert": ("thresher.curate.convert", "convert records between formats (alpaca, sharegpt, messages, llamafactory, ...)"),
+    "mix": ("thresher.curate.mix", "mix sources at sampling rates or ratios, shuffled with a seed"),
+    "split": ("thresher.curate.split", "split into train/val/test without near-identical prompts straddling splits"),
+    "stats": ("thresher.curate.stats", "dataset statistics: kinds, turns, lengths, languages, duplicates"),
 }
 
 

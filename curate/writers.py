@@ -73,24 +73,31 @@ class JsonlWriter:
 
 
 class RecordWriter:
-    """Write records in the file type ``path``'s suffix names (.jsonl or .json, optionally .gz).
+    """Write records in the file type ``path``'s suffix names: .jsonl or .json (optionally .gz),
+    .parquet, or .csv (optionally .gz).
 
     A ``.json`` output is one array, streamed element by element so memory
-    stays bounded. The file appears atomically on ``close``.
+    stays bounded. Parquet and CSV need every column before the first row
+    (a ``system`` that only some records have is still a column), so those
+    rows are held until ``close``; CSV cells hold text only, so a record with
+    a nested value (a multi-turn ``history``, a message list) is refused with
+    ``TabularError`` and the caller decides where it goes. The file appears
+    atomically on ``close``.
     """
+
+    SUFFIXES = (".jsonl", ".json", ".parquet", ".csv")
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        name = self.path.name.lower().removesuffix(".gz")
-        if name.endswith(".jsonl"):
-            self.array = False
-        elif name.endswith(".json"):
-            self.array = True
-        else:
-            raise ValueError(f"{self.path}: unsupported output type; use .jsonl or .json")
         self.gz = self.path.name.lower().endswith(".gz")
+        name = self.path.name.lower().removesuffix(".gz")
+        self.type = next((s for s in self.SUFFIXES if name.endswith(s)), None)
+        if self.type is None or (self.gz and self.type == ".parquet"):
+            raise ValueError(f"{self.path}: unsupported output type; use .jsonl, .json, .parquet or .csv (.gz allowed except for .parquet)")
+        self.array = self.type == ".json"
         self.count = 0
-        self._context = atomic_open(self.path, "wb" if self.gz else "w")
+        self._rows: list[dict[str, Any]] = []
+        self._context = atomic_open(self.path, "wb" if self.gz or self.type == ".parquet" else "w")
         self._handle: Any = None
 
     def __enter__(self) -> RecordWriter:
@@ -99,25 +106,57 @@ class RecordWriter:
             import gzip
             import io
 
-            self._raw = handle
-            handle = io.TextIOWrapper(gzip.GzipFile(fileobj=handle, mode="wb", mtime=0), encoding="utf-8")
+            handle = io.TextIOWrapper(gzip.GzipFile(fileobj=handle, mode="wb", mtime=0), encoding="utf-8", newline="")
         self._handle = handle
         if self.array:
             handle.write("[")
         return self
 
-    def write(self, record: Any) -> None:
-        """Write one record."""
-        if self.array:
-            self._handle.write(",\n" if self.count else "\n")
-        self._handle.write(dumps(record))
-        if not self.array:
-            self._handle.write("\n")
+    def write(self, record: dict[str, Any]) -> None:
+        """Write one record (raises ``TabularError`` for a nested value in a CSV output)."""
+        if self.type == ".csv":
+            nested = next((key for key, value in record.items() if isinstance(value, (dict, list))), None)
+            if nested is not None:
+                raise TabularError(f"csv holds single-turn data only; field {nested!r} is nested")
+        if self.type in (".csv", ".parquet"):
+            self._rows.append(record)
+        else:
+            if self.array:
+                self._handle.write(",\n" if self.count else "\n")
+            self._handle.write(dumps(record))
+            if not self.array:
+                self._handle.write("\n")
         self.count += 1
 
+    def _columns(self) -> list[str]:
+        """Every key of every held row, in first-seen order."""
+        return list(dict.fromkeys(key for row in self._rows for key in row))
+
+    def _finish_tabular(self) -> None:
+        columns = self._columns()
+        if self.type == ".csv":
+            import csv
+
+            writer = csv.DictWriter(self._handle, fieldnames=columns, lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(self._rows)
+            return
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.table({column: [row.get(column) for row in self._rows] for column in columns})
+        pq.write_table(table, self._handle)
+
     def __exit__(self, *exc: Any) -> None:
-        if exc[0] is None and self.array:
-            self._handle.write("\n]\n" if self.count else "]\n")
+        if exc[0] is None:
+            if self.array:
+                self._handle.write("\n]\n" if self.count else "]\n")
+            elif self.type in (".csv", ".parquet"):
+                self._finish_tabular()
         if self.gz:
             self._handle.close()  # flushes the gzip trailer into the raw temp file
         self._context.__exit__(*exc)
+
+
+class TabularError(ValueError):
+    """A record that a flat table (CSV) cannot hold without losing its structure."""

@@ -3,16 +3,19 @@
 The user turn is ``instruction`` and ``input`` joined by a newline, as
 LLaMA-Factory joins them; ``history`` is a list of earlier ``[query, answer]``
 pairs. The preference variant carries ``chosen`` / ``rejected`` strings
-instead of ``output``.
+instead of ``output``. An ``output`` that is a list (a field habit for
+"give three examples" data) becomes one numbered list.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ...schemas import Dialogue, Preference
+from ...schemas import Dialogue, Preference, Record
 from ..errors import RecordError
-from .base import Mapped, MessageSource, items, need, text
+from .base import (
+    Mapped, MessageSource, as_dialogue, exchanges, items, need, no_tools, reply_text, text, unsupported,
+)
 
 
 def parse(row: dict[str, Any]) -> Mapped:
@@ -44,6 +47,34 @@ def parse(row: dict[str, Any]) -> Mapped:
             },
             {"prompt": sources, "chosen": ("chosen", None), "rejected": ("rejected", None)},
         )
-    messages.append({"role": "assistant", "content": need(row, "output")})
+    messages.append({"role": "assistant", "content": numbered(need(row, "output"))})
     sources.append(("output", None))
     return Mapped(Dialogue, {"messages": messages}, {"messages": sources})
+
+
+def numbered(output: Any) -> Any:
+    """A list ``output`` as one numbered list (``1. a\\n2. b``); anything else unchanged."""
+    if isinstance(output, list) and output and all(isinstance(item, str) for item in output):
+        return "\n".join(f"{number}. {item}" for number, item in enumerate(output, 1))
+    return output
+
+
+def render(record: Record) -> dict[str, Any]:
+    """A Dialogue, QA or Preference as one alpaca row (the whole user turn in ``instruction``)."""
+    record = as_dialogue(record)
+    if isinstance(record, Dialogue):
+        no_tools(record, "alpaca")
+        system, pairs, _ = exchanges(record.messages, "alpaca")
+        *history, (instruction, output) = pairs
+        row: dict[str, Any] = {"instruction": instruction, "input": "", "output": output}
+    elif isinstance(record, Preference):
+        system, history, instruction = exchanges(record.prompt, "alpaca")
+        row = {"instruction": instruction, "input": "", "chosen": reply_text(record.chosen, "alpaca"),
+               "rejected": reply_text(record.rejected, "alpaca")}
+    else:
+        raise unsupported(record, "alpaca")
+    if system:
+        row["system"] = system
+    if history:
+        row["history"] = [list(pair) for pair in history]
+    return row

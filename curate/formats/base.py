@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ...schemas import Record, TurnOrderError, json_type_name
+from ...schemas import QA, Dialogue, Message, Record, TurnOrderError, json_type_name
 from ..errors import RecordError
 
 #: Where one canonical message came from: (the message's path, its text key or None
@@ -103,3 +103,64 @@ def items(row: dict[str, Any], key: str) -> list[Any]:
     if not isinstance(value, list):
         raise RecordError(key, f"must be an array, got {json_type_name(value)}")
     return value
+
+
+class CannotRender(RecordError):
+    """A canonical record the target format cannot hold; ``reason`` says what would be lost.
+
+    Convert writes such records to its rejects file instead of silently
+    dropping turns, tools or a system prompt.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("", reason)
+
+
+def as_dialogue(record: Record) -> Record:
+    """A QA record in its lossless Dialogue form; every other record unchanged."""
+    if not isinstance(record, QA):
+        return record
+    # The record was validated when it was read; placeholders it was allowed to keep stay allowed.
+    return Dialogue.model_validate(
+        {"messages": qa_messages(record), "meta": record.meta},
+        context={"allow_placeholders": True},
+    )
+
+
+def qa_messages(record: QA) -> list[dict[str, str]]:
+    """The two or three messages of ``QA.to_dialogue`` as plain dicts."""
+    messages = [{"role": "system", "content": record.system}] if record.system else []
+    return messages + [{"role": "user", "content": record.question}, {"role": "assistant", "content": record.answer}]
+
+
+def exchanges(messages: list[Message], target: str) -> tuple[str | None, list[tuple[str, str]], str | None]:
+    """Split messages into (system, [(user, assistant), ...], trailing user or None).
+
+    For targets that only hold plain user/assistant pairs (alpaca, xtuner,
+    qa); a tool call or tool result cannot be expressed there.
+    """
+    system = messages[0].content if messages and messages[0].role == "system" else None
+    turns = messages[1:] if system is not None else messages
+    if any(m.tool_calls or m.role == "tool" for m in turns):
+        raise CannotRender(f"tool calls do not fit {target}")
+    pairs = [(turns[i].content, turns[i + 1].content) for i in range(0, len(turns) - 1, 2)]
+    trailing = turns[-1].content if len(turns) % 2 else None
+    return system, pairs, trailing
+
+
+def no_tools(record: Record, target: str) -> None:
+    """Reject a dialogue whose tool schemas the target has no field for."""
+    if getattr(record, "tools", None):
+        raise CannotRender(f"tool schemas do not fit {target}")
+
+
+def unsupported(record: Record, target: str) -> CannotRender:
+    """The error for a record kind the target has no shape for."""
+    return CannotRender(f"a {record.kind} record does not fit {target}")
+
+
+def reply_text(message: Message, target: str) -> str:
+    """An assistant reply's text, for targets whose replies are plain strings."""
+    if message.tool_calls:
+        raise CannotRender(f"tool calls do not fit {target}")
+    return message.content

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...schemas import Dialogue, json_type_name
+from ...schemas import Dialogue, Message, Preference, Record, json_type_name
 from ..errors import RecordError
-from .base import Mapped, MessageSource, items
+from .base import Mapped, MessageSource, as_dialogue, items, unsupported
 
 
 def message(value: Any, where: str) -> tuple[dict[str, Any], MessageSource]:
@@ -53,3 +53,31 @@ def parse(row: dict[str, Any]) -> Mapped:
     if isinstance(row.get("tools"), str):
         data["tools"] = row["tools"]
     return Mapped(Dialogue, data, {"messages": sources})
+
+
+def render_message(message: Message) -> dict[str, Any]:
+    """One canonical message in the OpenAI chat shape."""
+    result: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.tool_calls:
+        result["tool_calls"] = [
+            {"type": "function", "function": {"name": c.name, "arguments": c.arguments}} for c in message.tool_calls
+        ]
+    return result
+
+
+def render(record: Record) -> dict[str, Any]:
+    """A Dialogue or QA as ``{"messages": [...]}``; a Preference as TRL's conversational
+    ``prompt`` / ``chosen`` / ``rejected`` message lists."""
+    record = as_dialogue(record)
+    if isinstance(record, Dialogue):
+        row: dict[str, Any] = {"messages": [render_message(m) for m in record.messages]}
+        if record.tools:
+            row["tools"] = record.tools
+        return row
+    if isinstance(record, Preference):
+        return {
+            "prompt": [render_message(m) for m in record.prompt],
+            "chosen": [render_message(record.chosen)],
+            "rejected": [render_message(record.rejected)],
+        }
+    raise unsupported(record, "messages")

@@ -13,9 +13,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ...schemas import Dialogue, Preference, json_type_name
+from ...schemas import Dialogue, Message, Preference, Record, json_type_name
 from ..errors import RecordError
-from .base import Mapped, MessageSource, items, need, text
+from .base import Mapped, MessageSource, as_dialogue, items, need, text, unsupported
 
 ROLES = {
     "human": "user", "user": "user",
@@ -86,3 +86,52 @@ def parse(row: dict[str, Any]) -> Mapped:
     if tools:
         data["tools"] = tools
     return Mapped(Dialogue, data, {"messages": sources})
+
+
+#: Canonical role -> the sharegpt speaker LLaMA-Factory expects.
+SPEAKERS = {"system": "system", "user": "human", "assistant": "gpt", "tool": "observation"}
+
+
+def render_arguments(arguments: str) -> Any:
+    """Tool-call arguments as a JSON object when that reads back to the same text, else as text.
+
+    LLaMA-Factory's files hold arguments as objects; ``tool_calls`` above
+    serialises an object with ``json.dumps(ensure_ascii=False)``, so only text
+    in exactly that spelling may be written as an object without changing
+    the canonical record.
+    """
+    try:
+        value = json.loads(arguments)
+    except json.JSONDecodeError:
+        return arguments
+    return value if json.dumps(value, ensure_ascii=False) == arguments else arguments
+
+
+def render_turn(message: Message) -> dict[str, str]:
+    """One canonical message as a ``{from, value}`` turn."""
+    if message.tool_calls:
+        calls = [{"name": c.name, "arguments": render_arguments(c.arguments)} for c in message.tool_calls]
+        value = json.dumps(calls[0] if len(calls) == 1 else calls, ensure_ascii=False)
+        return {"from": "function_call", "value": value}
+    return {"from": SPEAKERS[message.role], "value": message.content}
+
+
+def render(record: Record) -> dict[str, Any]:
+    """A Dialogue, QA or Preference as one sharegpt row (system and tools as columns)."""
+    record = as_dialogue(record)
+    if isinstance(record, Dialogue):
+        messages = record.messages
+    elif isinstance(record, Preference):
+        messages = record.prompt
+    else:
+        raise unsupported(record, "sharegpt")
+    system = messages[0].content if messages[0].role == "system" else None
+    row: dict[str, Any] = {"conversations": [render_turn(m) for m in messages[1 if system is not None else 0 :]]}
+    if system:
+        row["system"] = system
+    if isinstance(record, Preference):
+        row["chosen"] = render_turn(record.chosen)
+        row["rejected"] = render_turn(record.rejected)
+    elif record.tools:
+        row["tools"] = record.tools
+    return row

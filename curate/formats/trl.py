@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...schemas import Dialogue, Preference, json_type_name
+from ...schemas import Dialogue, Message, Preference, Record, json_type_name
 from ..errors import RecordError
-from .base import Mapped, MessageSource, need
-from .messages import message_list
+from .base import Mapped, MessageSource, as_dialogue, need, unsupported
+from .messages import message_list, render_message
 
 
 def _side(row: dict[str, Any], key: str, role: str) -> tuple[list[dict[str, Any]], list[MessageSource]]:
@@ -36,7 +36,10 @@ def parse_completion(row: dict[str, Any]) -> Mapped:
     """``prompt`` + ``completion`` to a Dialogue."""
     prompt, prompt_sources = _side(row, "prompt", "user")
     completion, completion_sources = _side(row, "completion", "assistant")
-    return Mapped(Dialogue, {"messages": prompt + completion}, {"messages": prompt_sources + completion_sources})
+    data: dict[str, Any] = {"messages": prompt + completion}
+    if row.get("tools"):
+        data["tools"] = row["tools"]
+    return Mapped(Dialogue, data, {"messages": prompt_sources + completion_sources})
 
 
 def parse_preference(row: dict[str, Any]) -> Mapped:
@@ -59,3 +62,31 @@ def parse_preference(row: dict[str, Any]) -> Mapped:
         {"prompt": prompt, "chosen": chosen_message, "rejected": rejected_message},
         {"prompt": prompt_sources, "chosen": chosen_source, "rejected": rejected_source},
     )
+
+
+def _render_side(messages: list[Message], role: str) -> str | list[dict[str, Any]]:
+    """TRL's standard (string) form when the side is one plain ``role`` turn, else the conversational list."""
+    if len(messages) == 1 and messages[0].role == role and not messages[0].tool_calls:
+        return messages[0].content
+    return [render_message(m) for m in messages]
+
+
+def render(record: Record) -> dict[str, Any]:
+    """A Dialogue or QA as ``prompt`` + ``completion`` (the final assistant turn);
+    a Preference as ``prompt`` + ``chosen`` + ``rejected``."""
+    record = as_dialogue(record)
+    if isinstance(record, Dialogue):
+        row: dict[str, Any] = {
+            "prompt": _render_side(record.messages[:-1], "user"),
+            "completion": _render_side(record.messages[-1:], "assistant"),
+        }
+        if record.tools:
+            row["tools"] = record.tools
+        return row
+    if isinstance(record, Preference):
+        return {
+            "prompt": _render_side(record.prompt, "user"),
+            "chosen": _render_side([record.chosen], "assistant"),
+            "rejected": _render_side([record.rejected], "assistant"),
+        }
+    raise unsupported(record, "prompt-completion")

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...schemas import Dialogue, json_type_name
+from ...schemas import Dialogue, Record, json_type_name
 from ..errors import RecordError
-from .base import Mapped, MessageSource, items
+from .base import Mapped, MessageSource, as_dialogue, exchanges, items, no_tools, unsupported
 
 
 def parse(row: dict[str, Any]) -> Mapped:
@@ -36,3 +36,16 @@ def parse(row: dict[str, Any]) -> Mapped:
             messages.append({"role": role, "content": exchange[key]})
             sources.append((f"{where}.{key}", None))
     return Mapped(Dialogue, {"messages": messages}, {"messages": sources})
+
+
+def render(record: Record) -> dict[str, Any]:
+    """A Dialogue or QA as one xtuner row; the system prompt rides on the first exchange."""
+    record = as_dialogue(record)
+    if not isinstance(record, Dialogue):
+        raise unsupported(record, "xtuner")
+    no_tools(record, "xtuner")
+    system, pairs, _ = exchanges(record.messages, "xtuner")
+    conversation = [{"input": user, "output": assistant} for user, assistant in pairs]
+    if system:
+        conversation[0] = {"system": system, **conversation[0]}
+    return {"conversation": conversation}

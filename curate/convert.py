@@ -1,0 +1,208 @@
+"""``thresher convert``: any record format in, the format a trainer reads out.
+
+Every row goes through the canonical records (the same mapping ``validate``
+uses) and is rendered by the target's renderer, so a conversion is lossless
+wherever the target can hold the record. What it cannot hold (a multi-turn
+dialogue to ``qa``, tool calls to ``alpaca``) goes to the rejects file with
+the reason, never silently shortened; ``--last-turn`` opts into keeping the
+final exchange instead. Reward data (``outputs: [{response, score}]``)
+expands into preference pairs and ``entity`` + ``facts`` rows into one QA
+per fact, so counts are kept in canonical records: records in = converted +
+rejected.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from ..schemas import QA, Dialogue, Preference, Record, Scored
+from .errors import RecordError, ThresherError
+from .formats import FORMATS, RENDERERS, CannotRender, to_records
+from .formats.base import as_dialogue
+from .llamafactory import STYLES, LlamaFactoryWriter
+from .readers import Row, read_rows
+from .stage import Stage, default_sidecar
+from .writers import RecordWriter, TabularError
+
+TARGETS: tuple[str, ...] = (*RENDERERS, "llamafactory")
+ALLOW = {"allow_placeholders": True}
+
+
+def replace_system(record: Record, system: str) -> Record:
+    """``record`` with its system prompt set to ``system`` (added, or replacing the old one)."""
+    if isinstance(record, QA):
+        return record.model_copy(update={"system": system})
+    field = "messages" if isinstance(record, Dialogue) else "prompt" if isinstance(record, Preference) else None
+    if field is None:  # a corpus document has no system prompt
+        return record
+    messages = [m.model_dump() for m in getattr(record, field) if m.role != "system"]
+    data = record.model_dump(exclude={"id"})
+    data[field] = [{"role": "system", "content": system}, *messages]
+    return type(record).model_validate({**data, "meta": record.meta}, context=ALLOW)
+
+
+def last_turn(record: Record) -> Record:
+    """``record`` cut to its system prompt and its final exchange (from the last user turn on)."""
+    record = as_dialogue(record)
+    field = "messages" if isinstance(record, Dialogue) else "prompt" if isinstance(record, Preference) else None
+    if field is None:
+        return record
+    messages = getattr(record, field)
+    last_user = max(i for i, m in enumerate(messages) if m.role == "user")
+    kept = ([messages[0]] if messages[0].role == "system" else []) + messages[last_user:]
+    data = record.model_dump(exclude={"id"})
+    data[field] = [m.model_dump() for m in kept]
+    return type(record).model_validate({**data, "meta": record.meta}, context=ALLOW)
+
+
+class Converter:
+    """Turns rows into canonical records ready to render, with the options of one run."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.fmt = args.fmt
+        self.system = args.system
+        self.min_margin = args.min_margin
+        self.label_template = args.label_template
+        self.context = ALLOW if args.allow_placeholders else None
+
+    def records(self, row: Row) -> list[Record]:
+        """The canonical records of one row (several for reward data and facts); RecordError when invalid."""
+        if row.data is None:
+            raise RecordError("", row.error or "unreadable")
+        records = to_records(row.data, self.fmt, self.context, self.label_template)
+        expanded: list[Record] = []
+        for record in records:
+            if isinstance(record, Scored):
+                pairs = record.to_preferences(self.min_margin)
+                if not pairs:
+                    raise RecordError("", f"no pair of responses differs in score by more than {self.min_margin}")
+                expanded.extend(pairs)
+            else:
+                expanded.append(record)
+        if self.system is not None:
+            expanded = [replace_system(r, self.system) for r in expanded]
+        return expanded
+
+
+class FileOutput:
+    """A plain output file in one target format (the suffix picks the file type)."""
+
+    def __init__(self, path: str, target: str) -> None:
+        self.render = RENDERERS[target]
+        self.writer = RecordWriter(path)
+
+    def __enter__(self) -> FileOutput:
+        self.writer.__enter__()
+        return self
+
+    def write(self, record: Record) -> None:
+        row = self.render(record)
+        if "label" in record.meta:  # KTO desirability tag, as TRL's unpaired preference data spells it
+            row["label"] = record.meta["label"]
+        try:
+            self.writer.write(row)
+        except TabularError as exc:
+            raise CannotRender(str(exc)) from None
+
+    def __exit__(self, *exc: Any) -> None:
+        self.writer.__exit__(*exc)
+
+
+def rows(paths: list[str]) -> Iterator[Row]:
+    for path in paths:
+        yield from read_rows(path)
+
+
+def convert(args: argparse.Namespace, stage: Stage, output: FileOutput | LlamaFactoryWriter) -> None:
+    """Convert every row of ``args.paths`` into ``output``; every record is kept or removed in ``stage``."""
+    converter = Converter(args)
+    for row in rows(args.paths):
+        try:
+            records = converter.records(row)
+        except RecordError as exc:
+            stage.seen()
+            stage.remove(row, reason_of(exc), field=exc.field, error=exc.reason)
+            continue
+        stage.seen(len(records))
+        for part, record in enumerate(records):
+            detail = {"part": part, "parts": len(records)} if len(records) > 1 else {}
+            try:
+                write_one(output, record, args.last_turn)
+            except CannotRender as exc:
+                stage.remove(row, exc.reason, **detail)
+                continue
+            stage.keep()
+
+
+def write_one(output: FileOutput | LlamaFactoryWriter, record: Record, keep_last_turn: bool) -> None:
+    """Write ``record``; with ``keep_last_turn``, retry with only its final exchange when it does not fit."""
+    try:
+        output.write(record)
+    except CannotRender:
+        if not keep_last_turn:
+            raise
+        shorter = last_turn(record)
+        if shorter == as_dialogue(record):
+            raise
+        output.write(shorter)
+
+
+def reason_of(exc: RecordError) -> str:
+    """The rejects reason of an invalid row, grouped as validate groups it (the field is in the detail)."""
+    from .validate import reason_category
+
+    return f"invalid: {reason_category(exc.reason)}"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("paths", nargs="+", metavar="IN", help="record files or datasets folders")
+    parser.add_argument("-o", "--output", required=True, metavar="OUT",
+                        help="output file (.jsonl/.json/.parquet/.csv, .gz allowed) or, for llamafactory, a folder")
+    parser.add_argument("--to", required=True, choices=TARGETS, help="target format")
+    parser.add_argument("--from", dest="fmt", choices=FORMATS, help="force the source format instead of detecting it")
+    parser.add_argument("--system", metavar="TEXT", help="set or override the system prompt of every output record")
+    parser.add_argument("--last-turn", action="store_true",
+                        help="keep only the final exchange of a record the target cannot hold whole")
+    parser.add_argument("--rejects", metavar="FILE", help="where rejected records go (default: beside OUT, .rejects.jsonl)")
+    parser.add_argument("--strict", action="store_true", help="exit 1 if any record was rejected")
+    parser.add_argument("--min-margin", type=float, default=0.0, metavar="X",
+                        help="reward data: pair two responses only when their scores differ by more than X (default 0)")
+    parser.add_argument("--label-template", metavar="zh|en|TEXT",
+                        help="classification (text+label) instruction: zh, en, or a template with {text}; "
+                             "default: zh for Chinese text, en otherwise")
+    parser.add_argument("--allow-placeholders", action="store_true",
+                        help="keep records with {{name}}-style placeholders (for thresher rename to fill later)")
+    parser.add_argument("--style", choices=STYLES, default="sharegpt",
+                        help="llamafactory: the data file's formatting (default sharegpt, which holds tools too)")
+    parser.add_argument("--name", help="llamafactory: dataset name in dataset_info.json (default: OUT's folder name)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.markup import escape
+
+    if args.label_template and args.label_template not in ("zh", "en") and "{text}" not in args.label_template:
+        raise ThresherError("--label-template must be zh, en, or contain {text}")
+    out = Path(args.output)
+    rejects = Path(args.rejects) if args.rejects else default_sidecar(out, "rejects")
+    if args.to == "llamafactory":
+        if out.exists() and not out.is_dir():
+            raise ThresherError(f"{out}: llamafactory output must be a folder")
+        output: FileOutput | LlamaFactoryWriter = LlamaFactoryWriter(out, args.name, args.style)
+    else:
+        try:
+            output = FileOutput(str(out), args.to)
+        except ValueError as exc:
+            raise ThresherError(str(exc)) from None
+    with Stage("convert", rejects, default_sidecar(out, "stats")) as stage, output:
+        convert(args, stage, output)
+    stats = stage.stats()
+    reasons = ", ".join(f"{reason}: {n}" for reason, n in sorted(stats["removed"].items(), key=lambda kv: -kv[1]))
+    line = f"convert: {stats['in']} records in, {stats['kept']} converted to {args.to}, {stats['removed_total']} rejected"
+    Console(stderr=False).print(escape(line + (f" ({reasons})" if reasons else "")), highlight=False, soft_wrap=True)
+    if stats["removed_total"]:
+        Console().print(f"rejects: {escape(str(rejects))}", highlight=False, soft_wrap=True)
+    return 1 if args.strict and stats["removed_total"] else 0
