@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "mix": ("thresher.curate.mix", "mix sources at sampling rates or ratios, shuffled with a seed"),
     "split": ("thresher.curate.split", "split into train/val/test without near-identical prompts straddling splits"),
     "stats": ("thresher.curate.stats", "dataset statistics: kinds, turns, lengths, languages, duplicates"),
+    "run": ("thresher.curate.recipe", "run a recipe: every stage of a job in order, resumable"),
 }
 
 

@@ -1,0 +1,104 @@
+"""`thresher run`: stages in order, manifest, skip when unchanged, --from, clear recipe errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from thresher.curate.cli import main
+
+RECIPE = """
+vars: {rate: 0.5, target: messages}
+stages:
+  - name: convert
+    command: convert
+    inputs: [data.jsonl]
+    options: {to: "${target}"}
+    output: converted.jsonl
+  - name: mix
+    command: mix
+    inputs: ["@convert:${rate}"]
+    options: {seed: 7}
+    output: mixed.jsonl
+  - name: check
+    command: validate
+    inputs: ["@mix"]
+    options: {kind: dialogue}
+"""
+
+
+@pytest.fixture
+def job(tmp_path):
+    rows = [{"instruction": f"question {i}", "input": "", "output": f"answer {i}"} for i in range(40)]
+    (tmp_path / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    recipe = tmp_path / "job.yaml"
+    recipe.write_text(RECIPE)
+    return recipe, tmp_path / "run"
+
+
+def manifest(run_dir):
+    return json.loads((run_dir / "manifest.json").read_text())
+
+
+def test_recipe_runs_every_stage_and_writes_a_manifest(job, capsys):
+    recipe, run_dir = job
+    assert main(["run", str(recipe), "--out", str(run_dir)]) == 0
+    stages = manifest(run_dir)["stages"]
+    assert list(stages) == ["convert", "mix", "check"]
+    assert stages["convert"]["counts"]["in"] == 40
+    assert stages["mix"]["counts"] == {"in": 40, "kept": 20, "removed_total": 20, "written": 20, "removed": {"not_sampled": 20}}
+    assert stages["mix"]["command"][:2] == ["mix", str(run_dir / "convert" / "converted.jsonl") + ":0.5"]
+    assert str(recipe.parent / "data.jsonl") in stages["convert"]["inputs"]
+    mixed = [json.loads(line) for line in (run_dir / "mix" / "mixed.jsonl").read_text().splitlines()]
+    assert len(mixed) == 20 and all("messages" in r for r in mixed)
+    assert "thresher run" in capsys.readouterr().out
+
+
+def test_rerun_skips_unchanged_stages_and_from_reruns(job, capsys):
+    recipe, run_dir = job
+    assert main(["run", str(recipe), "--out", str(run_dir)]) == 0
+    first = manifest(run_dir)
+    mixed = (run_dir / "mix" / "mixed.jsonl").stat().st_mtime_ns
+    capsys.readouterr()
+    assert main(["run", str(recipe), "--out", str(run_dir)]) == 0
+    assert manifest(run_dir) == first
+    assert (run_dir / "mix" / "mixed.jsonl").stat().st_mtime_ns == mixed
+    assert capsys.readouterr().out.count("skipped") == 3
+    assert main(["run", str(recipe), "--out", str(run_dir), "--from", "mix"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("skipped") == 1 and out.count(" ran ") == 2
+    assert (run_dir / "mix" / "mixed.jsonl").stat().st_mtime_ns != mixed
+
+
+def test_a_changed_input_or_option_reruns_what_depends_on_it(job, capsys):
+    recipe, run_dir = job
+    assert main(["run", str(recipe), "--out", str(run_dir)]) == 0
+    capsys.readouterr()
+    assert main(["run", str(recipe), "--out", str(run_dir), "--set", "rate=0.25"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("skipped") == 1  # convert is unchanged
+    assert manifest(run_dir)["stages"]["mix"]["counts"]["kept"] == 10
+    with open(recipe.parent / "data.jsonl", "a") as handle:
+        handle.write(json.dumps({"instruction": "new", "input": "", "output": "row"}) + "\n")
+    assert main(["run", str(recipe), "--out", str(run_dir), "--set", "rate=0.25"]) == 0
+    assert "skipped" not in capsys.readouterr().out
+    assert manifest(run_dir)["stages"]["convert"]["counts"]["in"] == 41
+
+
+@pytest.mark.parametrize(
+    "text, args, message",
+    [
+        ("stages: [{name: a, command: validate, inputs: ['@nope']}]", [], "@nope names no earlier stage"),
+        ("stages: [{name: a, command: validate, inputs: ['${x}']}]", [], "${x} is not defined"),
+        ("vars: {}\nstages: [{name: a, command: validate}]", ["--set", "y=1"], "unknown vars: y"),
+        ("stages: [{name: a, command: validate, bogus: 1}]", [], "stages.0.bogus"),
+        ("stages: [{name: a, command: validate, inputs: [missing.jsonl]}]", [], "stage a failed (exit 2)"),
+        ("stages: [{name: a, command: validate}, {name: a, command: validate}]", [], "used twice"),
+    ],
+)
+def test_recipe_errors_are_clear(tmp_path, capsys, text, args, message):
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text(text)
+    assert main(["run", str(recipe), "--out", str(tmp_path / "run"), *args]) == 2
+    assert message in capsys.readouterr().err
