@@ -99,6 +99,7 @@ class Request:
     temperature: float | None = None
     max_tokens: int | None = None
     seed: int | None = None
+    model: str | None = None  # overrides the client's model (a judge model, say)
 
     @classmethod
     def chat(cls, messages: Sequence[tuple[str, str]], **params: Any) -> Request:
@@ -108,7 +109,7 @@ class Request:
     def key(self, model: str) -> str:
         """The content hash that identifies this request for the cache and for resuming."""
         payload = {
-            "model": model,
+            "model": self.model or model,
             "messages": self.messages,
             "schema": self.schema.model_json_schema() if self.schema else None,
             "temperature": self.temperature,
@@ -446,7 +447,9 @@ class LLMClient:
             async with self._slots:
                 self.stats.requests += 1
                 try:
-                    completion = await self._openai.chat.completions.create(model=self.config.model, **body, **params)
+                    completion = await self._openai.chat.completions.create(
+                        model=request.model or self.config.model, **body, **params
+                    )
                 except APITimeoutError:
                     reason, detail = "timeout", f"no reply within {self.config.timeout:g} s"
                 except APIConnectionError as exc:

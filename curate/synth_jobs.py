@@ -4,8 +4,9 @@ A ``Job`` turns one input (a question, a record to paraphrase, a prompt to
 score) into output records by making one or more requests through the
 ``LLMClient``. ``run_jobs`` runs them concurrently and:
 
-* appends each finished job's records to the output at once, flushed, tagged
-  with the job's key in ``meta.request``; a rerun reads those keys back and
+* appends each finished job's records to the output at once, flushed, with
+  provenance in ``meta`` (backend, endpoint, model, timestamp, and the job's
+  key in ``meta.request``; the job adds its template, hash and temperature); a rerun reads those keys back and
   skips the jobs, so a killed run resumes without duplicates;
 * appends each failed job to the rejects file with the reason, the error and
   the raw reply (already redacted by the client);
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import datetime, timezone
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -53,8 +55,8 @@ class RunSummary:
     seconds: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def as_dict(self, client: LLMClient | None) -> dict[str, Any]:
-        stats: dict[str, Any] = {
+    def as_dict(self) -> dict[str, Any]:
+        return {
             "stage": self.name,
             "in": self.jobs,
             "skipped_done": self.skipped,
@@ -65,13 +67,15 @@ class RunSummary:
             "seconds": round(self.seconds, 3),
             **self.extra,
         }
-        if client is not None:
-            s = client.stats
-            stats.update(
-                usage=s.usage.as_dict(), requests_sent=s.requests, retries=s.retries, reasks=s.reasks,
-                cache_hits=s.cached, structured_mode=client.mode, mode_changes=s.mode_changes,
-            )
-        return stats
+
+
+def client_stats(client: LLMClient) -> dict[str, Any]:
+    """What the client spent and how: tokens, requests, retries, re-asks, structured-output mode."""
+    s = client.stats
+    return {
+        **client.provenance(), "usage": s.usage.as_dict(), "requests_sent": s.requests, "retries": s.retries,
+        "reasks": s.reasks, "cache_hits": s.cached, "structured_mode": client.mode, "mode_changes": s.mode_changes,
+    }
 
 
 def finished_keys(output: Path, rejects: Path | None) -> set[str]:
@@ -137,7 +141,9 @@ async def run_jobs(
                     rej.write(reject_line(job, failure))
                     summary.failed[failure.reason] += 1
                 else:
-                    out.write_all([with_meta(record, request=job.key) for record in records])
+                    created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+                    provenance = {**client.provenance(), "created": created, "request": job.key}
+                    out.write_all([with_meta(record, **provenance) for record in records])
                     summary.succeeded += 1
                     summary.records += len(records)
                 progress.update(task, advance=1, ok=summary.succeeded, failed=sum(summary.failed.values()))
@@ -156,29 +162,35 @@ async def run_jobs(
     return summary
 
 
-def report(summary: RunSummary, client: LLMClient | None, stats_path: Path, console: Any) -> None:
+def report(summaries: list[RunSummary], client: LLMClient | None, stats_path: Path, console: Any) -> None:
     """Print the rich summary and write the stats JSON (this run's numbers)."""
     from rich.table import Table
 
-    stats = summary.as_dict(client)
+    stats: dict[str, Any] = {"stages": [s.as_dict() for s in summaries]}
+    if client is not None:
+        stats["client"] = client_stats(client)
     write_json(stats_path, stats)
-    table = Table(title=f"thresher synth {summary.name}", show_header=False)
+    table = Table(title="thresher synth", show_header=False)
     table.add_column("what")
     table.add_column("count", justify="right")
-    rows: list[tuple[str, Any]] = [
-        ("jobs", summary.jobs), ("already done (skipped)", summary.skipped), ("succeeded", summary.succeeded),
-        ("records written", summary.records),
-    ]
-    rows += [(f"failed: {reason}", count) for reason, count in summary.failed.most_common()]
-    rows += [(key.replace("_", " "), value) for key, value in summary.extra.items() if isinstance(value, (int, float, str))]
+    for summary in summaries:
+        rows: list[tuple[str, Any]] = [
+            ("jobs", summary.jobs), ("already done (skipped)", summary.skipped), ("succeeded", summary.succeeded),
+            ("records written", summary.records),
+        ]
+        rows += [(f"failed: {reason}", count) for reason, count in summary.failed.most_common()]
+        rows += [(key.replace("_", " "), value) for key, value in summary.extra.items()]
+        rows.append(("seconds", f"{summary.seconds:.1f}"))
+        table.add_row(f"[bold]{summary.name}[/]", "")
+        for what, count in rows:
+            table.add_row(f"  {what}", str(count))
     if client is not None:
         s = client.stats
-        rows += [
+        table.add_row("[bold]client[/]", "")
+        for what, count in (
             ("requests sent", s.requests), ("retries", s.retries), ("re-asks", s.reasks), ("cache hits", s.cached),
             ("prompt tokens", s.usage.prompt_tokens), ("completion tokens", s.usage.completion_tokens),
             ("structured output", client.mode),
-        ]
-    rows.append(("seconds", f"{summary.seconds:.1f}"))
-    for what, count in rows:
-        table.add_row(what, str(count))
+        ):
+            table.add_row(f"  {what}", str(count))
     console.print(table)
