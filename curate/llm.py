@@ -50,6 +50,8 @@ from .writers import AppendJsonl, read_jsonl_objects
 RETRY_STATUSES = frozenset({408, 409, 429}) | frozenset(range(500, 600))
 #: Statuses that will fail every request of the run the same way: stop at once.
 FATAL_STATUSES = frozenset({401, 403, 404})
+#: The longest Retry-After honoured, in seconds.
+MAX_RETRY_AFTER = 300.0
 #: Structured-output modes, best first; a rejection moves one step down.
 MODES = ("json_schema", "json_object", "prompt")
 #: Words in a 400/422 error body that say the response format was the problem.
@@ -300,6 +302,8 @@ class LLMClient:
         self.cache = cache
         self.redact = Redactor(config.api_key)
         self.mode = MODES[0]
+        self._mode_confirmed = False
+        self._probe = asyncio.Lock()
         self.stats = ClientStats()
         self._slots = asyncio.Semaphore(config.concurrency)
         self._rpm = RateLimiter(config.rpm) if config.rpm else None
@@ -385,6 +389,20 @@ class LLMClient:
         return text, usage.as_dict()
 
     async def _create(self, messages: list[dict[str, str]], request: Request) -> Any:
+        """Send; until one structured reply has come back, structured requests go one at a time.
+
+        That first request probes the server's structured-output support, so a
+        server without it costs one rejected request per mode, not one per
+        request in flight.
+        """
+        if request.schema is None or self._mode_confirmed:
+            return await self._create_in_mode(messages, request)
+        async with self._probe:
+            completion = await self._create_in_mode(messages, request)
+            self._mode_confirmed = True
+            return completion
+
+    async def _create_in_mode(self, messages: list[dict[str, str]], request: Request) -> Any:
         """Send with the current structured-output mode, stepping down when the server rejects it."""
         from openai import BadRequestError, UnprocessableEntityError
 
@@ -474,7 +492,8 @@ class LLMClient:
             if attempt == self.config.max_retries:
                 raise GenerationFailure(reason, self.redact(f"{detail} (gave up after {attempt + 1} tries)") or "")
             self.stats.retries += 1
-            await asyncio.sleep(min(self.config.max_backoff, wait if wait is not None else self._backoff(attempt)))
+            # The server's Retry-After wins over our backoff (capped: a broken header must not stall the run).
+            await asyncio.sleep(min(MAX_RETRY_AFTER, wait) if wait is not None else self._backoff(attempt))
         raise AssertionError("unreachable")
 
     def _backoff(self, attempt: int) -> float:

@@ -16,6 +16,7 @@ balanced: ``count`` is split evenly across ``langs``.
 
 from __future__ import annotations
 
+import math
 import random
 from datetime import datetime, timezone
 from collections.abc import Sequence
@@ -160,6 +161,8 @@ async def api_records(
 ) -> list[RunSummary]:
     """Expand the bank with paraphrases, then answer a balanced selection in character."""
     summaries = []
+    rng = random.Random(seed)
+    wanted = split_count(count, langs)
     bank = {lang: list(identity_questions(lang)) for lang in langs}
     if paraphrases > 0:
         seen = {normalized_question(row["question"]) for rows in bank.values() for row in rows}
@@ -167,7 +170,9 @@ async def api_records(
         dropped = [0]
         jobs = []
         for lang, rows in bank.items():
-            for row in rows:
+            # Paraphrase only as many bank questions as the count needs (a quarter spare for duplicates).
+            sources = _pick_balanced(rows, math.ceil(wanted[lang] * 1.25 / (paraphrases + 1)), rng)
+            for row in sources:
                 def to_records(texts: list[str], row: dict[str, Any] = row, lang: str = lang) -> list[dict[str, Any]]:
                     return [{**row, "question": text, "lang": lang, "paraphrase_of": row["question"]} for text in texts]
 
@@ -181,11 +186,9 @@ async def api_records(
         for row in read_jsonl_objects(questions_path):
             if row.get("meta", {}).get("request") in keys and row.get("lang") in bank:
                 bank[row["lang"]].append(row)
-    rng = random.Random(seed)
     jobs = []
-    for lang, wanted in split_count(count, langs).items():
-        pool = bank[lang]
-        for row in _pick_balanced(pool, wanted, rng):
+    for lang, pool in bank.items():
+        for row in _pick_balanced(pool, wanted[lang], rng):
             jobs.append(answer_job(client, identity, row, lang, system, temperature, max_tokens))
     summary = await run_jobs("identity answers", jobs, client, output, rejects, retry_rejects=retry_rejects, console=console)
     summaries.append(summary)

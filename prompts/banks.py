@@ -53,8 +53,8 @@ def template(name: str) -> Template:
     return Template(name, read_text(name))
 
 
-def render(text: str, **variables: Any) -> str:
-    """Fill every ``{{slot}}`` of ``text``; a slot without a value is an error, not a blank."""
+def render(source: str, /, **variables: Any) -> str:
+    """Fill every ``{{slot}}`` of ``source``; a slot without a value is an error, not a blank."""
 
     def fill(match: re.Match[str]) -> str:
         key = match.group(1)
@@ -62,7 +62,7 @@ def render(text: str, **variables: Any) -> str:
             raise KeyError(f"template slot {{{{{key}}}}} has no value")
         return str(variables[key])
 
-    return _SLOT.sub(fill, text)
+    return _SLOT.sub(fill, source)
 
 
 def _jsonl(name: str) -> list[dict[str, Any]]:

@@ -87,7 +87,7 @@ def persona_responder(name: str, author: str, name_en: str | None = None, author
     def respond(body: dict[str, Any]) -> Reply:
         question = last_user(body)
         if wants_schema(body, "paraphrases"):
-            source = question.rsplit("\n", 1)[-1]
+            source = question.strip().rsplit("\n", 1)[-1]
             if _is_zh(source):
                 variants = [f"请问，{source}", f"我想知道：{source}", f"{source}能说说吗？"]
             else:
@@ -122,6 +122,8 @@ class FakeOpenAI:
         self.port = port
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.base_events.Server | None = None
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -139,10 +141,15 @@ class FakeOpenAI:
         async def close() -> None:
             assert self._server is not None
             self._server.close()
+            pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in pending:  # replies still sleeping (timeout tests)
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
 
         asyncio.run_coroutine_threadsafe(close(), self._loop).result(timeout=10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
+        self._loop.close()
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._connection, "127.0.0.1", self.port, backlog=1024)
@@ -161,7 +168,7 @@ class FakeOpenAI:
                 lines += [f"{k}: {v}" for k, v in extra.items()]
                 writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + data)
                 await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError, asyncio.CancelledError):
             pass
         finally:
             writer.close()
@@ -172,14 +179,25 @@ class FakeOpenAI:
         body = json.loads(raw)
         self.requests.append(body)
         self.headers.append(headers)
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            return await self._answer(body, headers)
+        finally:
+            self.in_flight -= 1
+
+    async def _answer(self, body: dict[str, Any], headers: dict[str, str]) -> tuple[int, dict[str, Any], dict[str, str]]:
+        # "{auth}" in a scripted reply echoes the request's Authorization header, as careless servers do.
+        auth = headers.get("authorization", "")
         if self.reject_json_schema and (body.get("response_format") or {}).get("type") == "json_schema":
             await asyncio.sleep(self.latency)
             return 400, {"error": {"message": "response_format json_schema is not supported by this server", "type": "invalid_request_error"}}, {}
         reply = self.responder(body)
         await asyncio.sleep(self.latency + reply.delay)
         if reply.status != 200:
-            return reply.status, {"error": {"message": reply.error, "type": "server_error"}}, reply.headers
-        message: dict[str, Any] = {"role": "assistant", "content": reply.content}
+            return reply.status, {"error": {"message": reply.error.replace("{auth}", auth), "type": "server_error"}}, reply.headers
+        content = reply.content.replace("{auth}", auth) if reply.content is not None else None
+        message: dict[str, Any] = {"role": "assistant", "content": content}
         if reply.refusal is not None:
             message["refusal"] = reply.refusal
         words = sum(len(m["content"]) for m in body["messages"]) // 4
@@ -189,8 +207,8 @@ class FakeOpenAI:
             "created": int(time.time()),
             "model": body.get("model", "fake"),
             "choices": [{"index": 0, "message": message, "finish_reason": reply.finish_reason}],
-            "usage": {"prompt_tokens": words, "completion_tokens": len(reply.content or "") // 4,
-                      "total_tokens": words + len(reply.content or "") // 4},
+            "usage": {"prompt_tokens": words, "completion_tokens": len(content or "") // 4,
+                      "total_tokens": words + len(content or "") // 4},
         }
         return 200, payload, reply.headers
 
