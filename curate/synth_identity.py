@@ -216,4 +216,4 @@ def answer_job(
         record_system = persona if system == "profile" else system
         return [_qa(row["question"], reply.value, record_system, meta)]
 
-    return Job(client.key(request), {"record": {k: v for k, v in row.items() if k != "meta"}}, run)
+    return Job(client.key(request), {"record": {**{k: v for k, v in row.items() if k != "meta"}, "lang": lang}}, run)
