@@ -31,7 +31,9 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import hashlib
+import itertools
 import json
+import math
 import random
 import re
 import time
@@ -50,6 +52,8 @@ from .writers import AppendJsonl, read_jsonl_objects
 RETRY_STATUSES = frozenset({408, 409, 429}) | frozenset(range(500, 600))
 #: Statuses that will fail every request of the run the same way: stop at once.
 FATAL_STATUSES = frozenset({401, 403, 404})
+#: Connections per HTTP pool (see ``LLMClient.__init__``).
+POOL_SHARD_SIZE = 16
 #: The longest Retry-After honoured, in seconds.
 MAX_RETRY_AFTER = 300.0
 #: Structured-output modes, best first; a rejection moves one step down.
@@ -129,11 +133,20 @@ class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
 
-    def add(self, other: Any) -> None:
-        if other is None:
-            return
-        self.prompt_tokens += getattr(other, "prompt_tokens", None) or 0
-        self.completion_tokens += getattr(other, "completion_tokens", None) or 0
+    @classmethod
+    def of(cls, usage: Any) -> Usage:
+        """From the ``usage`` object of a reply (servers may omit it or its fields)."""
+        if not isinstance(usage, dict):
+            return cls()
+        return cls(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
+
+    def add(self, other: Usage) -> None:
+        self.prompt_tokens += other.prompt_tokens
+        self.completion_tokens += other.completion_tokens
+
+    @property
+    def total(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
 
     def as_dict(self) -> dict[str, int]:
         return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens}
@@ -296,7 +309,7 @@ class LLMClient:
     """Validated chat completions from an OpenAI-compatible server; use ``async with``."""
 
     def __init__(self, config: ClientConfig, cache: ReplyCache | None = None) -> None:
-        from openai import AsyncOpenAI
+        from openai import DEFAULT_CONNECTION_LIMITS, AsyncOpenAI, DefaultAsyncHttpxClient
 
         self.config = config
         self.cache = cache
@@ -308,18 +321,29 @@ class LLMClient:
         self._slots = asyncio.Semaphore(config.concurrency)
         self._rpm = RateLimiter(config.rpm) if config.rpm else None
         self._tpm = RateLimiter(config.tpm) if config.tpm else None
-        self._openai = AsyncOpenAI(
-            base_url=config.base_url,
-            api_key=config.api_key or "not-needed",  # local servers (vLLM, Ollama) take any key
-            max_retries=0,
-            timeout=config.timeout,
-        )
+        # httpcore checks every pooled connection for every request it places, so one pool of
+        # 64 connections costs several times the CPU of four pools of 16: shard the pool.
+        shards = math.ceil(config.concurrency / POOL_SHARD_SIZE)
+        per_shard = math.ceil(config.concurrency / shards)
+        limits = type(DEFAULT_CONNECTION_LIMITS)(max_connections=per_shard, max_keepalive_connections=per_shard)
+        self._shards = [
+            AsyncOpenAI(
+                base_url=config.base_url,
+                api_key=config.api_key or "not-needed",  # local servers (vLLM, Ollama) take any key
+                max_retries=0,
+                timeout=config.timeout,
+                http_client=DefaultAsyncHttpxClient(limits=limits, timeout=config.timeout),
+            )
+            for _ in range(shards)
+        ]
+        self._next_shard = itertools.cycle(self._shards)
 
     async def __aenter__(self) -> LLMClient:
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
-        await self._openai.close()
+        for shard in self._shards:
+            await shard.close()
         if self.cache is not None:
             self.cache.close()
 
@@ -373,22 +397,21 @@ class LLMClient:
     async def _reply_text(self, messages: list[dict[str, str]], request: Request) -> tuple[str, dict[str, int]]:
         """One reply's text; length cut-offs, refusals and blanks are failures."""
         completion = await self._create(messages, request)
-        usage = Usage()
-        usage.add(completion.usage)
-        if not completion.choices:
-            raise GenerationFailure("blank", "the server returned no choices")
-        choice = completion.choices[0]
-        text = choice.message.content or ""
-        refusal = getattr(choice.message, "refusal", None)
-        if refusal or choice.finish_reason == "content_filter":
+        choices = completion.get("choices") or [{}]
+        choice = choices[0] if isinstance(choices[0], dict) else {}
+        message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
+        text = message.get("content") if isinstance(message.get("content"), str) else ""
+        refusal = message.get("refusal")
+        finish = choice.get("finish_reason")
+        if refusal or finish == "content_filter":
             raise GenerationFailure("refusal", "the model refused", self.redact(refusal or text))
-        if choice.finish_reason == "length":
+        if finish == "length":
             raise GenerationFailure("length", "the reply was cut off at the token limit", self.redact(text))
         if not text.strip():
             raise GenerationFailure("blank", "the reply is blank", text)
-        return text, usage.as_dict()
+        return text, Usage.of(completion.get("usage")).as_dict()
 
-    async def _create(self, messages: list[dict[str, str]], request: Request) -> Any:
+    async def _create(self, messages: list[dict[str, str]], request: Request) -> dict[str, Any]:
         """Send; until one structured reply has come back, structured requests go one at a time.
 
         That first request probes the server's structured-output support, so a
@@ -402,7 +425,7 @@ class LLMClient:
             self._mode_confirmed = True
             return completion
 
-    async def _create_in_mode(self, messages: list[dict[str, str]], request: Request) -> Any:
+    async def _create_in_mode(self, messages: list[dict[str, str]], request: Request) -> dict[str, Any]:
         """Send with the current structured-output mode, stepping down when the server rejects it."""
         from openai import BadRequestError, UnprocessableEntityError
 
@@ -446,7 +469,7 @@ class LLMClient:
             body["messages"] = [{"role": "system", "content": instructions}, *messages]
         return body
 
-    async def _send(self, body: dict[str, Any], request: Request, mode: str) -> Any:
+    async def _send(self, body: dict[str, Any], request: Request, mode: str) -> dict[str, Any]:
         """POST with rate limits, bounded concurrency and retries with backoff on transient errors."""
         from openai import APIConnectionError, APIStatusError, APITimeoutError
 
@@ -465,9 +488,12 @@ class LLMClient:
             async with self._slots:
                 self.stats.requests += 1
                 try:
-                    completion = await self._openai.chat.completions.create(
+                    # The raw response, decoded here: the SDK's typed parse costs more CPU than
+                    # the request itself at high concurrency, and servers vary in what they fill in.
+                    response = await next(self._next_shard).chat.completions.with_raw_response.create(
                         model=request.model or self.config.model, **body, **params
                     )
+                    completion = _json_object(response.content)
                 except APITimeoutError:
                     reason, detail = "timeout", f"no reply within {self.config.timeout:g} s"
                 except APIConnectionError as exc:
@@ -484,10 +510,12 @@ class LLMClient:
                         raise
                     reason, wait = f"http_{status}", retry_after(exc.response.headers)
                 else:
-                    if self._tpm and completion.usage is not None:
-                        used = (completion.usage.prompt_tokens or 0) + (completion.usage.completion_tokens or 0)
-                        self._tpm.settle(used - estimate)
-                    self.stats.usage.add(completion.usage)
+                    if completion is None:
+                        raise GenerationFailure("invalid_response", "the server's reply is not a JSON object")
+                    usage = Usage.of(completion.get("usage"))
+                    if self._tpm:
+                        self._tpm.settle(usage.total - estimate)
+                    self.stats.usage.add(usage)
                     return completion
             if attempt == self.config.max_retries:
                 raise GenerationFailure(reason, self.redact(f"{detail} (gave up after {attempt + 1} tries)") or "")
@@ -500,6 +528,14 @@ class LLMClient:
         """Exponential backoff with equal jitter: half fixed, half random, so clients spread out."""
         delay = min(self.config.max_backoff, self.config.backoff * 2**attempt)
         return delay / 2 + random.uniform(0, delay / 2)
+
+
+def _json_object(content: bytes) -> dict[str, Any] | None:
+    try:
+        data = json.loads(content)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def _error_text(exc: Any) -> str:
