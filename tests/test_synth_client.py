@@ -176,6 +176,7 @@ def test_bad_key_stops_the_run_without_showing_the_key():
     with FakeOpenAI(lambda body: Reply(status=401, error="Incorrect API key provided: {auth}")) as server:
         _, [error] = complete(server.url, [ask()])
     assert isinstance(error, ClientError)
+    assert KEY not in repr(config(server.url))
     assert "401" in str(error) and KEY not in str(error) and "[redacted]" in str(error)
     assert server.headers[0]["authorization"] == f"Bearer {KEY}"  # the key was really sent
 
