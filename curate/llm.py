@@ -1,27 +1,28 @@
 """An async client for any server that speaks OpenAI's Chat Completions protocol.
 
-Built on the official ``openai`` SDK (``AsyncOpenAI``) with the SDK's own
-retries switched off (``max_retries=0``): synthesis runs thousands of requests
-against rate-limited servers, so retrying, backing off, honouring
-``Retry-After``, rate limiting and caching are decided here, in one place, and
-counted.
+Built on the official ``openai`` SDK (``AsyncOpenAI``: base URL, auth,
+timeouts, connection pooling, typed HTTP errors) with the SDK's own retries
+switched off (``max_retries=0``): synthesis runs thousands of requests against
+rate-limited servers, so retrying, backing off, honouring ``Retry-After``,
+rate limiting and caching are decided here, in one place, and counted.
 
 What ``LLMClient.complete`` guarantees for one ``Request``:
 
 * structured output: the Pydantic schema goes out as a ``json_schema``
   response format; a server that rejects that gets ``json_object`` mode with
   the schema in the prompt, and one that rejects that too gets the schema in
-  the prompt alone. The first rejection downgrades the whole run (remembered),
-  so a server without structured output costs one failed request, not one per
-  request.
+  the prompt alone. The first structured request probes the server alone and
+  a rejection downgrades the whole run (remembered), so a server without
+  structured output costs one failed request per mode, not one per request.
 * validation: every reply is parsed and validated; an invalid one is re-asked
   with the error (``reasks`` times) before it counts as a failure.
 * failures carry a machine-readable reason: ``length``, ``refusal``,
   ``blank``, ``invalid_json``, ``schema``, ``http_<status>``, ``timeout``,
   ``connection``.
-* a finished request is never sent twice: validated replies go to an
-  append-only ``ReplyCache`` keyed by a hash of (model, messages, parameters,
-  schema), which a rerun reads first.
+* a finished request is never sent twice: every request has a content hash
+  of (model, messages, parameters, schema); ``synth_jobs.run_jobs`` skips jobs
+  whose hash is already in the output, and jobs of several requests also get
+  an append-only ``ReplyCache`` of validated replies that a rerun reads first.
 * the API key never leaves: every error text and raw reply passes through
   ``Redactor`` before anyone can print or store it.
 """
