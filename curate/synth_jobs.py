@@ -59,7 +59,7 @@ class RunSummary:
         return {
             "stage": self.name,
             "in": self.jobs,
-            "skipped_done": self.skipped,
+            "skipped": self.skipped,
             "succeeded": self.succeeded,
             "records_written": self.records,
             "failed": dict(self.failed),
@@ -119,7 +119,11 @@ async def run_jobs(
     start = time.perf_counter()
     summary = RunSummary(name, jobs=len(jobs))
     done = finished_keys(output, None if retry_rejects else rejects)
-    pending = [job for job in jobs if job.key not in done]
+    pending = []
+    for job in jobs:  # a job finished before, or the same request twice in the input, runs once
+        if job.key not in done:
+            done.add(job.key)
+            pending.append(job)
     summary.skipped = len(jobs) - len(pending)
     queue: asyncio.Queue[Job] = asyncio.Queue()
     for job in pending:
@@ -175,7 +179,7 @@ def report(summaries: list[RunSummary], client: LLMClient | None, stats_path: Pa
     table.add_column("count", justify="right")
     for summary in summaries:
         rows: list[tuple[str, Any]] = [
-            ("jobs", summary.jobs), ("already done (skipped)", summary.skipped), ("succeeded", summary.succeeded),
+            ("jobs", summary.jobs), ("skipped (done before or repeated)", summary.skipped), ("succeeded", summary.succeeded),
             ("records written", summary.records),
         ]
         rows += [(f"failed: {reason}", count) for reason, count in summary.failed.most_common()]

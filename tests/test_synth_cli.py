@@ -341,3 +341,15 @@ def test_synth_help_imports_no_heavy_library():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_a_repeated_input_is_asked_and_written_once(tmp_path, thresher):
+    questions = tmp_path / "q.txt"
+    questions.write_text("same question\nother question\nsame question\n", encoding="utf-8")
+    out = tmp_path / "a.jsonl"
+    with FakeOpenAI() as server:
+        thresher("synth", "answers", questions, "-o", out, *api_flags(server), check=True)
+        assert sorted(last_user(b) for b in server.requests) == ["other question", "same question"]
+    assert sorted(r["question"] for r in lines(out)) == ["other question", "same question"]
+    stats = json.loads((tmp_path / "a.stats.json").read_text())["stages"][0]
+    assert stats == {**stats, "in": 3, "skipped": 1, "succeeded": 2}
