@@ -178,14 +178,13 @@ async def _with_client(config: Any, work: Any, cache_path: Path | None = None) -
 
 
 def _identity(args: argparse.Namespace, console: Any) -> int:
+    from ..prompts.banks import LANGS
     from .synth_identity import api_records, offline_records
     from .synth_jobs import RunSummary, report
     from .writers import JsonlWriter, RecordWriter
 
     identity = load_identity(args)
     langs = [lang.strip() for lang in args.lang.split(",") if lang.strip()]
-    from ..prompts.banks import LANGS
-
     unknown = [lang for lang in langs if lang not in LANGS]
     if unknown or not langs:
         raise ThresherError(f"--lang: no question bank for {', '.join(unknown) or 'nothing'}; have {', '.join(LANGS)}")
@@ -226,7 +225,7 @@ def _identity(args: argparse.Namespace, console: Any) -> int:
 def _answers(args: argparse.Namespace, console: Any) -> int:
     from .identity_check import answer_language
     from .llm import Request
-    from .synth_identity import system_prompt
+    from .synth_identity import system_prompt, system_template
     from .synth_inputs import load_prompts, record_dict, turns_of
     from .synth_jobs import Job, report, run_jobs
 
@@ -237,9 +236,11 @@ def _answers(args: argparse.Namespace, console: Any) -> int:
 
     def make_job(client: Any, item: Any) -> Job:
         own_system, turns = turns_of(item.messages)
-        system = own_system
+        system, meta = own_system, {"temperature": args.temperature}
         if identity is not None:
-            system = system_prompt(identity, answer_language(item.instruction) or "en")
+            lang = answer_language(item.instruction) or "en"
+            system, persona = system_prompt(identity, lang), system_template(lang)
+            meta.update(template=persona.name, template_hash=persona.hash)
         elif args.system:
             system = args.system
         recorded_system = system if (args.keep_system or system == own_system) else None
@@ -248,9 +249,6 @@ def _answers(args: argparse.Namespace, console: Any) -> int:
 
         async def run(client: Any) -> list[dict[str, Any]]:
             reply = await client.complete(request)
-            meta = {"temperature": args.temperature}
-            if identity is not None:
-                meta["template"] = "identity/system"
             return [{**record_dict(recorded_system, turns, reply.value), "meta": meta}]
 
         return Job(client.key(request), item.source, run)

@@ -269,6 +269,7 @@ def test_answers_in_character_from_a_profile_and_record_input(tmp_path, thresher
     records = lines(out)
     assert all("system" not in r for r in records)  # --keep-system not given
     assert {r["question"] for r in records} == {"你是谁？", "Who made you?"}
+    assert {r["meta"]["template"] for r in records} == {"identity/system.zh.md", "identity/system.en.md"}
 
 
 # --- paraphrase and preference ----------------------------------------------------------------
