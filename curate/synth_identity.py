@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import math
 import random
-from datetime import datetime, timezone
 from collections.abc import Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
