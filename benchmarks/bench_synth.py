@@ -54,11 +54,12 @@ def make_job(client: LLMClient, index: int) -> Job:
 async def measure(url: str, concurrency: int, requests: int, workdir: Path) -> float:
     """Seconds to run ``requests`` jobs at ``concurrency`` into a fresh output file."""
     config = ClientConfig(base_url=url, api_key="bench", model="bench", concurrency=concurrency)
-    output = workdir / f"c{concurrency}.jsonl"
+    run_dir = Path(tempfile.mkdtemp(dir=workdir))  # a fresh output: a rerun would resume and skip everything
+    output = run_dir / "out.jsonl"
     async with LLMClient(config) as client:
         jobs = [make_job(client, i) for i in range(requests)]
         start = time.perf_counter()
-        summary = await run_jobs("bench", jobs, client, output, workdir / f"c{concurrency}.rejects.jsonl",
+        summary = await run_jobs("bench", jobs, client, output, run_dir / "out.rejects.jsonl",
                                  console=Console(file=io.StringIO()))
         seconds = time.perf_counter() - start
     assert summary.succeeded == requests, summary

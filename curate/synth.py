@@ -101,7 +101,7 @@ def _client_flags(parser: argparse.ArgumentParser, temperature: float) -> None:
 
 def client_config(args: argparse.Namespace, required: bool = True) -> Any:
     """The client settings from flags and environment; None when no API is configured and not ``required``."""
-    from .llm import ClientConfig
+    from .llm import ClientConfig, public_url
 
     base_url = args.base_url or os.environ.get("OPENAI_BASE_URL")
     api_key = args.api_key or os.environ.get("OPENAI_API_KEY")
@@ -110,7 +110,8 @@ def client_config(args: argparse.Namespace, required: bool = True) -> Any:
             return None
         raise ThresherError("no API configured: pass --base-url and/or --api-key (or set OPENAI_BASE_URL / OPENAI_API_KEY)")
     if not args.model:
-        raise ThresherError("--model is required when calling an API")
+        hint = "; or add --offline for template-based identity data" if args.synth_command == "identity" else ""
+        raise ThresherError(f"--model is required when calling an API ({public_url(base_url) or 'OpenAI'}){hint}")
     if args.concurrency < 1:
         raise ThresherError("--concurrency must be at least 1")
     return ClientConfig(
