@@ -32,9 +32,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import hashlib
-import itertools
 import json
-import math
 import random
 import re
 import time
@@ -53,8 +51,6 @@ from .writers import AppendJsonl, read_jsonl_objects
 RETRY_STATUSES = frozenset({408, 409, 429}) | frozenset(range(500, 600))
 #: Statuses that will fail every request of the run the same way: stop at once.
 FATAL_STATUSES = frozenset({401, 403, 404})
-#: Connections per HTTP pool (see ``LLMClient.__init__``).
-POOL_SHARD_SIZE = 16
 #: The longest Retry-After honoured, in seconds.
 MAX_RETRY_AFTER = 300.0
 #: Structured-output modes, best first; a rejection moves one step down.
@@ -322,29 +318,23 @@ class LLMClient:
         self._slots = asyncio.Semaphore(config.concurrency)
         self._rpm = RateLimiter(config.rpm) if config.rpm else None
         self._tpm = RateLimiter(config.tpm) if config.tpm else None
-        # httpcore checks every pooled connection for every request it places, so one pool of
-        # 64 connections costs several times the CPU of four pools of 16: shard the pool.
-        shards = math.ceil(config.concurrency / POOL_SHARD_SIZE)
-        per_shard = math.ceil(config.concurrency / shards)
-        limits = type(DEFAULT_CONNECTION_LIMITS)(max_connections=per_shard, max_keepalive_connections=per_shard)
-        self._shards = [
-            AsyncOpenAI(
-                base_url=config.base_url,
-                api_key=config.api_key or "not-needed",  # local servers (vLLM, Ollama) take any key
-                max_retries=0,
-                timeout=config.timeout,
-                http_client=DefaultAsyncHttpxClient(limits=limits, timeout=config.timeout),
-            )
-            for _ in range(shards)
-        ]
-        self._next_shard = itertools.cycle(self._shards)
+        # One keep-alive connection per slot: the SDK's default pool keeps only 100 alive.
+        limits = type(DEFAULT_CONNECTION_LIMITS)(
+            max_connections=config.concurrency, max_keepalive_connections=config.concurrency
+        )
+        self._openai = AsyncOpenAI(
+            base_url=config.base_url,
+            api_key=config.api_key or "not-needed",  # local servers (vLLM, Ollama) take any key
+            max_retries=0,
+            timeout=config.timeout,
+            http_client=DefaultAsyncHttpxClient(limits=limits, timeout=config.timeout),
+        )
 
     async def __aenter__(self) -> LLMClient:
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
-        for shard in self._shards:
-            await shard.close()
+        await self._openai.close()
         if self.cache is not None:
             self.cache.close()
 
@@ -495,7 +485,7 @@ class LLMClient:
                     # more CPU than the HTTP exchange (benchmarks/bench_synth.py). Servers also vary
                     # in what they fill in, so the reply is read leniently as plain JSON.
                     payload = {"model": request.model or self.config.model, **body, **params}
-                    content = await next(self._next_shard).post("/chat/completions", body=payload, cast_to=bytes)
+                    content = await self._openai.post("/chat/completions", body=payload, cast_to=bytes)
                     completion = _json_object(content)
                 except APITimeoutError:
                     reason, detail = "timeout", f"no reply within {self.config.timeout:g} s"
