@@ -4,7 +4,9 @@ The server is tests/fake_openai.py in its own process, answering every Chat
 Completions request after exactly ``--latency`` seconds (200 ms by default).
 With ``c`` requests in flight the ideal throughput is ``c / latency``; the
 ratio to it shows what the client itself costs (HTTP, JSON, validation,
-writing the append-only output, progress). Each request goes through the
+writing the append-only output, progress). The client's CPU time per request
+is printed too: at high concurrency the client is CPU-bound, and on a shared
+machine that column explains a low ratio better than the wall clock does. Each request goes through the
 full path of ``thresher synth answers``: ``run_jobs`` -> ``LLMClient.complete``
 -> output line, flushed.
 
@@ -51,20 +53,20 @@ def make_job(client: LLMClient, index: int) -> Job:
     return Job(client.key(request), {"record": index}, run)
 
 
-async def measure(url: str, concurrency: int, requests: int, workdir: Path) -> float:
-    """Seconds to run ``requests`` jobs at ``concurrency`` into a fresh output file."""
+async def measure(url: str, concurrency: int, requests: int, workdir: Path) -> tuple[float, float]:
+    """(wall seconds, client CPU seconds) to run ``requests`` jobs at ``concurrency`` into a fresh output."""
     config = ClientConfig(base_url=url, api_key="bench", model="bench", concurrency=concurrency)
     run_dir = Path(tempfile.mkdtemp(dir=workdir))  # a fresh output: a rerun would resume and skip everything
     output = run_dir / "out.jsonl"
     async with LLMClient(config) as client:
         jobs = [make_job(client, i) for i in range(requests)]
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         summary = await run_jobs("bench", jobs, client, output, run_dir / "out.rejects.jsonl",
                                  console=Console(file=io.StringIO()))
-        seconds = time.perf_counter() - start
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     assert summary.succeeded == requests, summary
     assert sum(1 for _ in output.open()) == requests
-    return seconds
+    return seconds, cpu
 
 
 def main() -> None:
@@ -78,13 +80,14 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             print(f"server latency {args.latency * 1000:.0f} ms; ideal throughput = concurrency / latency")
-            print(f"{'concurrency':>11} {'requests':>9} {'seconds':>8} {'req/s':>8} {'ideal':>8} {'ratio':>6}")
+            print(f"{'concurrency':>11} {'requests':>9} {'seconds':>8} {'req/s':>8} {'ideal':>8} {'ratio':>6} {'client CPU ms/req':>18}")
             for concurrency in args.concurrency:
                 count = args.requests_at_1 if concurrency == 1 else args.requests
-                seconds = asyncio.run(measure(url, concurrency, count, Path(tmp)))
+                seconds, cpu = asyncio.run(measure(url, concurrency, count, Path(tmp)))
                 throughput = count / seconds
                 ideal = concurrency / args.latency
-                print(f"{concurrency:>11} {count:>9} {seconds:>8.2f} {throughput:>8.1f} {ideal:>8.1f} {throughput / ideal:>6.1%}")
+                print(f"{concurrency:>11} {count:>9} {seconds:>8.2f} {throughput:>8.1f} {ideal:>8.1f} "
+                      f"{throughput / ideal:>6.1%} {cpu / count * 1000:>18.2f}", flush=True)
     finally:
         process.terminate()
         process.wait()
