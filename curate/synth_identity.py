@@ -187,10 +187,17 @@ async def api_records(
             if row.get("meta", {}).get("request") in keys and row.get("lang") in bank:
                 bank[row["lang"]].append(row)
     jobs = []
+    shortfall = 0
     for lang, pool in bank.items():
-        for row in _pick_balanced(pool, wanted[lang], rng):
-            jobs.append(answer_job(client, identity, row, lang, system, temperature, max_tokens))
+        picked = _pick_balanced(pool, wanted[lang], rng)
+        if len(picked) < wanted[lang]:
+            shortfall += wanted[lang] - len(picked)
+            console.print(f"[yellow]warning:[/] only {len(picked)} distinct {lang} questions for {wanted[lang]} records; "
+                          "raise --paraphrases for more")
+        jobs += [answer_job(client, identity, row, lang, system, temperature, max_tokens) for row in picked]
     summary = await run_jobs("identity answers", jobs, client, output, rejects, retry_rejects=retry_rejects, console=console)
+    if shortfall:
+        summary.extra["questions_short"] = shortfall
     summaries.append(summary)
     return summaries
 
