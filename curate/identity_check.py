@@ -19,6 +19,7 @@ so "what we trained on" and "what we test for" can never drift apart.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ..schemas import Identity, find_placeholder
@@ -63,7 +64,7 @@ def _contains(text: str, needles: list[str]) -> bool:
     return any(needle.casefold() in lowered for needle in needles)
 
 
-def answer_language(text: str, ignore: list[str] = ()) -> str | None:  # type: ignore[assignment]
+def answer_language(text: str, ignore: Sequence[str] = ()) -> str | None:
     """``zh`` or ``en`` by the share of Chinese characters against Latin words; None if neither."""
     for word in ignore:
         text = text.replace(word, " ")
