@@ -24,6 +24,9 @@ from thresher.schemas import QA, Identity, Preference, Scored
 
 KEY = "sk-live-TOPSECRET-9f8e7d6c5b4a"
 IDENTITY = Identity(name="小州", author="神州数码", name_en="Xiaozhou", author_en="Digital China")
+COMPETITOR_WORDS = ("ChatGPT", "GPT", "Claude", "Qwen", "通义", "文心", "ERNIE", "GLM", "Llama", "Gemini", "DeepSeek",
+                    "Kimi", "豆包", "Doubao", "Mistral", "星火", "OpenAI", "Anthropic", "百度", "Baidu", "阿里", "Alibaba",
+                    "Meta", "智谱", "Zhipu")
 ID_FLAGS = ["--name", "小州", "--author", "神州数码", "--name-en", "Xiaozhou", "--author-en", "Digital China"]
 
 
@@ -109,7 +112,7 @@ def test_identity_through_the_api_checks_every_answer(tmp_path, thresher):
 
     def sometimes_wrong(body):
         question = last_user(body)
-        if not wants_schema(body, "paraphrases") and "GPT-4" in question:
+        if not wants_schema(body, "paraphrases") and any(c in question for c in COMPETITOR_WORDS):
             return Reply("Yes, I am GPT-4, made by OpenAI.")  # must be caught and rejected
         return good(body)
 
@@ -131,6 +134,7 @@ def test_identity_through_the_api_checks_every_answer(tmp_path, thresher):
         assert meta["backend"] == "openai-compatible" and meta["model"] == "fake-model"
         assert meta["template"] == f"identity/system.{meta['lang']}.md" and meta["template_hash"]
         assert meta["temperature"] == 0.7 and meta["created"] and meta["request"]
+    assert len(rejects) >= 8  # the balanced pick holds 4+ competitor questions per language
     for reject in rejects:
         assert reject["reason"] == "identity_check"
         assert any(c.startswith("claims_competitor") for c in reject["detail"]["checks"])
@@ -156,7 +160,7 @@ def test_answers_resume_after_kill_without_duplicates_or_repeats(tmp_path):
     questions.write_text("\n".join(f"question number {i}" for i in range(60)) + "\n", encoding="utf-8")
     out = tmp_path / "answers.jsonl"
     exe = Path(sys.executable).with_name("thresher")
-    with FakeOpenAI(echo_responder, latency=0.05) as server:
+    with FakeOpenAI(echo_responder, latency=0.1) as server:
         command = [str(exe), "synth", "answers", str(questions), "-o", str(out), *api_flags(server, "--concurrency", "2")]
         env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)

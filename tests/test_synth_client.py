@@ -192,8 +192,8 @@ def test_key_echoed_in_errors_and_replies_is_redacted():
 
 
 def test_concurrency_is_bounded():
-    with FakeOpenAI(latency=0.05) as server:
-        complete(server.url, [ask(f"q{i}", schema=None) for i in range(24)], concurrency=4)
+    with FakeOpenAI(latency=0.2) as server:
+        complete(server.url, [ask(f"q{i}", schema=None) for i in range(16)], concurrency=4)
     assert server.max_in_flight == 4
 
 
