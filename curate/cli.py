@@ -17,6 +17,8 @@ from importlib.metadata import PackageNotFoundError, version
 COMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("thresher.curate.validate", "check record files against the data contract"),
     "schema": ("thresher.curate.schema_export", "export the JSON Schema of every record kind"),
+    "synth": ("thresher.curate.synth", "synthesize identity, answer, paraphrase and preference data via any OpenAI-compatible API"),
+    "rename": ("thresher.curate.rename", "fill {{name}}-style placeholders and replace names in every string of every record"),
     "convert": ("thresher.curate.convert", "convert records between formats (alpaca, sharegpt, messages, llamafactory, ...)"),
     "mix": ("thresher.curate.mix", "mix sources at sampling rates or ratios, shuffled with a seed"),
     "split": ("thresher.curate.split", "split into train/val/test without near-identical prompts straddling splits"),

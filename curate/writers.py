@@ -160,3 +160,70 @@ class RecordWriter:
 
 class TabularError(ValueError):
     """A record that a flat table (CSV) cannot hold without losing its structure."""
+
+
+class AppendJsonl:
+    """An append-only JSONL file, flushed line by line: the one non-atomic writer.
+
+    Resumable jobs (synthesis against a paid API) must keep every finished
+    result even if the process is killed, so they cannot write to a temporary
+    file renamed at the end. Instead each line is appended and flushed as it
+    arrives; a line cut short by a kill is trimmed when the file is reopened,
+    so the next append never glues onto half a record.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.count = 0
+        self._handle: IO[str] | None = None
+
+    def __enter__(self) -> AppendJsonl:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        trim_partial_line(self.path)
+        self._handle = open(self.path, "a", encoding="utf-8")
+        return self
+
+    def write(self, record: Any) -> None:
+        """Append one record and flush it to the operating system."""
+        self.write_all([record])
+
+    def write_all(self, records: list[Any]) -> None:
+        """Append records in one write, so a kill cannot split a job's records across runs."""
+        assert self._handle is not None, "use AppendJsonl as a context manager"
+        if records:
+            self._handle.write("".join(dumps(record) + "\n" for record in records))
+            self._handle.flush()
+            self.count += len(records)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+
+def trim_partial_line(path: Path) -> None:
+    """Cut ``path`` back to its last complete line (a kill can leave half a line)."""
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    with open(path, "rb+") as handle:
+        handle.seek(-1, os.SEEK_END)
+        if handle.read(1) == b"\n":
+            return
+        handle.seek(0)
+        data = handle.read()
+        handle.truncate(data.rfind(b"\n") + 1)
+
+
+def read_jsonl_objects(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
+    """The JSON objects of an append-only JSONL file, skipping a cut-off last line."""
+    p = Path(path)
+    if not p.exists():
+        return
+    with open(p, encoding="utf-8") as handle:
+        for line in handle:
+            try:
+                value = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(value, dict):
+                yield value

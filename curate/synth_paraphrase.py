@@ -1,0 +1,87 @@
+"""Meaning-preserving rewrites of instructions, deduplicated as they arrive.
+
+Used twice: ``thresher synth paraphrase`` (prompt-template augmentation of a
+dataset, the "中译英 / 翻译中文为英文" diversity trick) and the question
+expansion of ``thresher synth identity``. Both go through ``paraphrase_job``,
+so the deduplication below has exactly one call site.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from ..prompts.banks import template
+from .identity_check import answer_language
+from .llm import LLMClient, Request
+from .synth_jobs import Job
+
+PARAPHRASE_TEMPLATE = "synth/paraphrase.md"
+_LANGUAGE_NAMES = {"zh": "Chinese (中文)", "en": "English"}
+
+
+class Paraphrases(BaseModel):
+    """The structured reply: the rewrites of one instruction."""
+
+    paraphrases: list[str] = Field(description="meaning-preserving rewrites, each different from the original")
+
+
+def normalized_question(text: str) -> str:
+    """Case, spacing and punctuation folded away: what "the same question" means here."""
+    return re.sub(r"[\W_]+", "", text).casefold()
+
+
+def dedup_questions(candidates: list[str], seen: set[str]) -> list[str]:
+    """The candidates not seen before (adding them to ``seen``); exact match on normalised text.
+
+    Placeholder until ``thresher.curate.dedup`` lands: at merge this body becomes
+    a near-duplicate (MinHash) query against that module's index. Keep this the
+    only place that decides what counts as a repeated question.
+    """
+    fresh = []
+    for text in candidates:
+        key = normalized_question(text)
+        if text.strip() and key not in seen:
+            seen.add(key)
+            fresh.append(text.strip())
+    return fresh
+
+
+def paraphrase_request(text: str, k: int, temperature: float, max_tokens: int | None) -> Request:
+    """The request for ``k`` rewrites of ``text`` in its own language."""
+    lang = answer_language(text) or "en"
+    prompt = template(PARAPHRASE_TEMPLATE).render(k=k, text=text, language=_LANGUAGE_NAMES[lang])
+    return Request.chat([("user", prompt)], schema=Paraphrases, temperature=temperature, max_tokens=max_tokens)
+
+
+def paraphrase_job(
+    client: LLMClient,
+    text: str,
+    k: int,
+    seen: set[str],
+    source: dict[str, Any],
+    to_records: Callable[[list[str]], list[dict[str, Any]]],
+    dropped: list[int],
+    temperature: float = 0.9,
+    max_tokens: int | None = None,
+) -> Job:
+    """A job that asks for ``k`` rewrites of ``text``, drops repeats and builds records from the rest.
+
+    ``dropped`` is a one-element counter of rewrites removed as duplicates.
+    """
+    request = paraphrase_request(text, k, temperature, max_tokens)
+    tmpl = template(PARAPHRASE_TEMPLATE)
+
+    async def run(client: LLMClient) -> list[dict[str, Any]]:
+        reply = await client.complete(request)
+        candidates = reply.value.paraphrases[:k]
+        fresh = dedup_questions(candidates, seen)
+        dropped[0] += len(candidates) - len(fresh)
+        records = to_records(fresh)
+        info = {"template": tmpl.name, "template_hash": tmpl.hash, "temperature": temperature}
+        return [{**r, "meta": {**r.get("meta", {}), **info}} for r in records]
+
+    return Job(client.key(request), source, run)
