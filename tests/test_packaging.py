@@ -1,4 +1,4 @@
-"""A regular (non-editable) wheel install works: modules, entry point, prompt data files."""
+"""A regular (non-editable) wheel install works: modules, entry point, prompt data files read via importlib.resources."""
 
 from __future__ import annotations
 
@@ -45,6 +45,8 @@ def test_installed_wheel_validates_without_the_source_tree(wheel, tmp_path):
         f"import sys; sys.path[:0] = [{str(target)!r}, {str(deps)!r}];"
         "import thresher.schemas, thresher.prompts;"
         f"assert thresher.schemas.__file__.startswith({str(target)!r}), thresher.schemas.__file__;"
+        "from thresher.prompts.banks import eval_questions, identity_questions;"
+        "assert len(identity_questions('en')) >= 150 and eval_questions();"
         "from thresher.curate.cli import main;"
         f"sys.exit(main(['validate', {str(example)!r}]))"
     )
