@@ -1,0 +1,150 @@
+"""Measures of one text that the heuristic rules compare against thresholds.
+
+Web-corpus rules (Gopher, C4, FineWeb) count *words*, which Chinese does not
+delimit with spaces. Every measure here therefore works on *units*: a word in
+space-delimited text, a single character in CJK text. Word-only measures (mean
+word length, stop words) are applied by the rules only when ``is_spaced`` says
+the text is space-delimited.
+
+All counting uses ``regex`` Unicode classes (``\\p{Han}``, ``\\p{S}``) so the
+per-character work runs in C, not in a Python loop.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import regex
+
+_CJK = r"\p{Han}\p{Hiragana}\p{Katakana}\p{Hangul}"
+CJK_RE = regex.compile(rf"[{_CJK}]")
+LETTER_RE = regex.compile(r"\p{L}")
+#: One unit: a CJK character, or a run of non-CJK letters/digits (a word).
+UNIT_RE = regex.compile(rf"(?V1)[{_CJK}]|[[\p{{L}}\p{{N}}]--[{_CJK}]][[\p{{L}}\p{{M}}\p{{N}}'’_-]--[{_CJK}]]*")
+WORD_RE = regex.compile(r"\S+")
+ALPHA_RE = regex.compile(r"\p{L}")
+TEXT_CHAR_RE = regex.compile(r"[\p{L}\p{M}\p{N}]")
+SYMBOL_RE = regex.compile(r"[\p{S}#]")
+SPACE_RE = regex.compile(r"\s")
+CONTROL_RE = regex.compile(r"[\p{Cc}--[\t\n\r]]", flags=regex.V1)
+URL_RE = regex.compile(r"(?:https?://|ftp://|www\.)\S+", flags=regex.IGNORECASE)
+MARKUP_RE = regex.compile(r"<[^<>\n]{1,200}>|&[a-zA-Z]{2,8};|&#\d{1,6};|\[/?[a-z]{1,10}\]")
+EDGE_PUNCT_RE = regex.compile(r"^[\p{P}\p{S}]+|[\p{P}\p{S}]+$")
+
+
+CODE_BLOCK_RE = regex.compile(r"```.*?(?:```|\Z)", flags=regex.DOTALL)
+
+
+def prose(text: str) -> str:
+    """``text`` without fenced code blocks: code is not prose, and prose statistics misjudge it."""
+    return CODE_BLOCK_RE.sub("\n", text) if "```" in text else text
+
+
+def non_space(text: str) -> int:
+    """Characters that are not whitespace."""
+    return len(text) - len(SPACE_RE.findall(text))
+
+
+def cjk_share(tokens: list[str]) -> float:
+    """CJK characters as a share of all units (0 when there are none)."""
+    return sum(1 for t in tokens if len(t) == 1 and CJK_RE.match(t)) / len(tokens) if tokens else 0.0
+
+
+def is_spaced(text: str, max_cjk: float = 0.1) -> bool:
+    """True when the text is written in a space-delimited script.
+
+    Measured on units, so a Chinese list of English terms ("镍（Nickel, Ni）")
+    counts as Chinese while an English answer quoting one Chinese word stays English.
+    """
+    return cjk_share(units(text)) <= max_cjk
+
+
+def units(text: str) -> list[str]:
+    """Words of space-delimited text and single characters of CJK text, in order."""
+    return UNIT_RE.findall(text)
+
+
+def ratio(pattern: regex.Pattern[str], text: str) -> float:
+    """Matches of a one-character ``pattern`` per non-space character."""
+    total = non_space(text)
+    return len(pattern.findall(text)) / total if total else 0.0
+
+
+def duplicate_lines(text: str) -> tuple[float, float, int]:
+    """(share of lines that repeat an earlier line, share of characters in them, line count).
+
+    Gopher's two repetition measures, on stripped non-empty lines.
+    """
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    seen: set[str] = set()
+    dup_lines = dup_chars = 0
+    for line in lines:
+        if line in seen:
+            dup_lines += 1
+            dup_chars += len(line)
+        else:
+            seen.add(line)
+    total_chars = sum(len(line) for line in lines)
+    if not lines:
+        return 0.0, 0.0, 0
+    return dup_lines / len(lines), dup_chars / total_chars, len(lines)
+
+
+def top_ngram_fraction(tokens: list[str], n: int) -> float:
+    """Characters covered by the most frequent ``n``-gram, as a share of all unit characters."""
+    if len(tokens) < n:
+        return 0.0
+    counts = Counter(zip(*(tokens[i:] for i in range(n))))
+    gram, count = counts.most_common(1)[0]
+    if count < 2:
+        return 0.0
+    total = sum(map(len, tokens))
+    return count * sum(map(len, gram)) / total
+
+
+def duplicate_ngram_fraction(tokens: list[str], n: int) -> float:
+    """Characters inside ``n``-grams that occur more than once, as a share of all unit characters.
+
+    Overlapping repeats are counted once: the scan jumps past a repeated
+    ``n``-gram, as Gopher's definition (and datatrove's implementation) do.
+    """
+    if len(tokens) < 2 * n:
+        return 0.0
+    grams = list(zip(*(tokens[i:] for i in range(n))))
+    counts = Counter(grams)
+    lengths = list(map(len, tokens))
+    total = sum(lengths)
+    covered = 0
+    index = 0
+    while index < len(grams):
+        if counts[grams[index]] > 1:
+            covered += sum(lengths[index : index + n])
+            index += n
+        else:
+            index += 1
+    return covered / total
+
+
+def url_markup_lines(text: str) -> tuple[float, int]:
+    """(share of non-empty lines that are mostly URLs or markup, line count).
+
+    A line is "mostly" URL or markup when less than a third of its non-space
+    characters remain after removing URLs, tags and entities.
+    """
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines:
+        return 0.0, 0
+    flagged = 0
+    for line in lines:
+        if "<" not in line and "&" not in line and "[" not in line and "://" not in line and "www." not in line:
+            continue
+        remaining = non_space(MARKUP_RE.sub("", URL_RE.sub("", line)))
+        if remaining < non_space(line) / 3:
+            flagged += 1
+    return flagged / len(lines), len(lines)
+
+
+def words(text: str) -> list[str]:
+    """Whitespace-separated words with edge punctuation stripped (empty ones dropped)."""
+    stripped = (EDGE_PUNCT_RE.sub("", w) for w in WORD_RE.findall(text))
+    return [w for w in stripped if w]
