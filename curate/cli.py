@@ -16,6 +16,8 @@ from importlib.metadata import PackageNotFoundError, version
 COMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("thresher.curate.validate", "check record files against the data contract"),
     "schema": ("thresher.curate.schema_export", "export the JSON Schema of every record kind"),
+    "filter": ("thresher.curate.filter", "keep or drop records by quality rules, identity hygiene and model scores"),
+    "quality": ("thresher.curate.quality", "train a fastText quality classifier for `thresher filter`"),
 }
 
 
