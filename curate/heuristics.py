@@ -33,20 +33,42 @@ Field = Literal["prompt", "response", "system", "text"]
 DEFAULTS_RESOURCE = "filter_rules.yaml"
 
 
+class View:
+    """One field's text with the measures several rules share, each computed once."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    @cached_property
+    def units(self) -> list[str]:
+        return ts.units(self.text)
+
+    @cached_property
+    def spaced(self) -> bool:
+        return ts.is_spaced(self.units)
+
+    @cached_property
+    def words(self) -> list[str]:
+        return ts.words(self.text)
+
+    @cached_property
+    def non_space(self) -> int:
+        return ts.non_space(self.text)
+
+
 class Views:
-    """A record's fields as read by the rules, with the prose view (code blocks removed) cached."""
+    """A record's fields as the rules read them: whole, or as prose (code blocks removed)."""
 
     def __init__(self, texts: Texts) -> None:
         self.texts = texts
-        self._prose: dict[str, str] = {}
+        self._cache: dict[tuple[str, bool], View] = {}
 
-    def get(self, field: str, prose: bool = False) -> str:
-        text = self.texts.get(field)
-        if not prose:
-            return text
-        if field not in self._prose:
-            self._prose[field] = ts.prose(text)
-        return self._prose[field]
+    def get(self, field: str, prose: bool = False) -> View:
+        key = (field, prose)
+        if key not in self._cache:
+            text = self.texts.get(field)
+            self._cache[key] = View(ts.prose(text) if prose else text)
+        return self._cache[key]
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,8 +90,8 @@ class Rule(BaseModel):
     enabled: bool
     fields: list[Field]
 
-    def measure(self, text: str, texts: Texts) -> Any:
-        """The value recorded in the scores; None when the rule does not apply to ``text``."""
+    def measure(self, view: View, texts: Texts) -> Any:
+        """The value recorded in the scores; None when the rule does not apply to ``view``."""
         raise NotImplementedError
 
     def failure(self, value: Any) -> dict[str, Any] | None:
@@ -79,10 +101,10 @@ class Rule(BaseModel):
     def evaluate(self, texts: Texts, views: Views) -> Iterator[tuple[str, Any, dict[str, Any] | None]]:
         """(field, measured value, failure detail or None) for each non-empty field."""
         for field in self.fields:
-            text = views.get(field, self.prose_only)
-            if not text.strip():
+            view = views.get(field, self.prose_only)
+            if not view.text.strip():
                 continue
-            value = self.measure(text, texts)
+            value = self.measure(view, texts)
             if value is not None:
                 yield field, value, self.failure(value)
 
@@ -124,8 +146,8 @@ class EmptyAnswer(Rule):
     name: ClassVar[str] = "empty_answer"
     markers: list[str]
 
-    def measure(self, text: str, texts: Texts) -> Any:
-        stripped = text.strip()
+    def measure(self, view: View, texts: Texts) -> Any:
+        stripped = view.text.strip()
         empty = not ts.TEXT_CHAR_RE.search(stripped) or stripped.lower().strip(" .。!！") in self._markers
         return stripped if empty else 0
 
@@ -147,8 +169,8 @@ class RepeatedLines(Rule):
     max_line_fraction: float
     max_char_fraction: float
 
-    def measure(self, text: str, texts: Texts) -> Any:
-        lines, chars, count = ts.duplicate_lines(text)
+    def measure(self, view: View, texts: Texts) -> Any:
+        lines, chars, count = ts.duplicate_lines(view.text)
         if count < self.min_lines:
             return None
         return {"line_fraction": round(lines, 4), "char_fraction": round(chars, 4)}
@@ -179,11 +201,11 @@ class RepeatedNgrams(Rule):
     spaced: NgramLimits
     cjk: NgramLimits
 
-    def measure(self, text: str, texts: Texts) -> Any:
-        tokens = ts.units(text)
+    def measure(self, view: View, texts: Texts) -> Any:
+        tokens = view.units
         if len(tokens) < self.min_units:
             return None
-        script = "spaced" if ts.is_spaced(text) else "cjk"
+        script = "spaced" if view.spaced else "cjk"
         limits = self.spaced if script == "spaced" else self.cjk
         value: dict[str, Any] = {"script": script}
         for n in limits.top:
@@ -211,13 +233,13 @@ class RatioRule(Rule):
     min_chars: int
     max: float
 
-    def measure(self, text: str, texts: Texts) -> Any:
-        if ts.non_space(text) < self.min_chars:
+    def measure(self, view: View, texts: Texts) -> Any:
+        if view.non_space < self.min_chars:
             return None
-        return round(self._ratio(text), 4)
+        return round(self._ratio(view), 4)
 
-    def _ratio(self, text: str) -> float:
-        return ts.ratio(self.pattern, text)
+    def _ratio(self, view: View) -> float:
+        return ts.count(self.pattern, view.text) / view.non_space
 
     def failure(self, value: Any) -> dict[str, Any] | None:
         return _over(value, self.max)
@@ -236,8 +258,8 @@ class NonTextRatio(RatioRule):
     name: ClassVar[str] = "non_text_ratio"
     pattern: ClassVar[regex.Pattern[str]] = ts.TEXT_CHAR_RE
 
-    def _ratio(self, text: str) -> float:
-        return 1.0 - ts.ratio(ts.TEXT_CHAR_RE, text)
+    def _ratio(self, view: View) -> float:
+        return 1.0 - super()._ratio(view)
 
 
 class UrlMarkupLines(Rule):
@@ -259,10 +281,10 @@ class UrlMarkupLines(Rule):
     def _asked_for_markup(self) -> regex.Pattern[str]:
         return regex.compile(self.unless_prompt_matches, regex.IGNORECASE)
 
-    def measure(self, text: str, texts: Texts) -> Any:
+    def measure(self, view: View, texts: Texts) -> Any:
         if self.unless_prompt_matches and self._asked_for_markup.search(texts.prompt):
             return None
-        share, count = ts.url_markup_lines(text)
+        share, count = ts.url_markup_lines(view.text)
         return round(share, 4) if count >= self.min_lines else None
 
     def failure(self, value: Any) -> dict[str, Any] | None:
@@ -275,13 +297,15 @@ class Mojibake(Rule):
     name: ClassVar[str] = "mojibake"
     markers: list[str]
 
-    def measure(self, text: str, texts: Texts) -> Any:
+    def measure(self, view: View, texts: Texts) -> Any:
         from ftfy.badness import is_bad
 
+        text = view.text
         found = [m for m in self.markers if m in text]
         if found:
             return {"marker": found[0]}
-        return {"ftfy": True} if is_bad(text) else 0
+        # Mojibake is made of non-ASCII characters; skip ftfy's scan for pure ASCII text.
+        return {"ftfy": True} if not text.isascii() and is_bad(text) else 0
 
     def failure(self, value: Any) -> dict[str, Any] | None:
         return {"value": value} if value else None
@@ -293,8 +317,8 @@ class ControlChars(Rule):
     name: ClassVar[str] = "control_chars"
     max: int
 
-    def measure(self, text: str, texts: Texts) -> Any:
-        return len(ts.CONTROL_RE.findall(text))
+    def measure(self, view: View, texts: Texts) -> Any:
+        return len(ts.CONTROL_RE.findall(view.text))
 
     def failure(self, value: Any) -> dict[str, Any] | None:
         return _over(value, self.max)
@@ -323,9 +347,9 @@ class PatternRule(Rule):
         flags = 0 if self.case_sensitive else regex.IGNORECASE
         return regex.compile("|".join(f"(?:{p})" for p in self.patterns), flags)
 
-    def measure(self, text: str, texts: Texts) -> Any:
+    def measure(self, view: View, texts: Texts) -> Any:
         compiled = self._compiled
-        match = compiled.search(text) if compiled is not None else None
+        match = compiled.search(view.text) if compiled is not None else None
         return match.group(0) if match else 0
 
     def failure(self, value: Any) -> dict[str, Any] | None:
@@ -337,8 +361,8 @@ class Placeholder(PatternRule):
 
     name: ClassVar[str] = "placeholder"
 
-    def measure(self, text: str, texts: Texts) -> Any:
-        return find_placeholder(text) or super().measure(text, texts)
+    def measure(self, view: View, texts: Texts) -> Any:
+        return find_placeholder(view.text) or super().measure(view, texts)
 
 
 class Refusal(PatternRule):
@@ -361,8 +385,8 @@ class Truncated(Rule):
     min_chars: int
     min_last_line: int
 
-    def measure(self, text: str, texts: Texts) -> Any:
-        stripped = text.rstrip()
+    def measure(self, view: View, texts: Texts) -> Any:
+        stripped = view.text.rstrip()
         last = stripped[-1]
         if last in self.dangling:
             return {"ends_with": stripped[-30:]}
@@ -386,15 +410,22 @@ def _is_list_or_heading(line: str) -> bool:
 
 
 class RepeatsQuestion(Rule):
-    """An answer that merely repeats the prompt: Dice similarity of character 3-grams."""
+    """An answer that merely repeats the prompt: Dice similarity of character 3-grams.
+
+    Not measured when the lengths alone rule a repeat out (an answer several
+    times longer or shorter than the prompt), which keeps it cheap.
+    """
 
     name: ClassVar[str] = "repeats_question"
     max_similarity: float
 
-    def measure(self, text: str, texts: Texts) -> Any:
+    def measure(self, view: View, texts: Texts) -> Any:
         if not texts.prompt:
             return None
-        return round(_similarity(texts.prompt, text), 4)
+        prompt, answer = len(texts.prompt), len(view.text)
+        if 2 * min(prompt, answer) / (prompt + answer) <= self.max_similarity / 2:
+            return None  # lengths too far apart to be a repeat: skip the 3-gram sets
+        return round(_similarity(texts.prompt, view.text), 4)
 
     def failure(self, value: Any) -> dict[str, Any] | None:
         return _over(value, self.max_similarity)
@@ -417,10 +448,10 @@ class WordRule(Rule):
 
     min_words: int
 
-    def measure(self, text: str, texts: Texts) -> Any:
-        if not ts.is_spaced(text):
+    def measure(self, view: View, texts: Texts) -> Any:
+        if not view.spaced:
             return None
-        tokens = ts.words(text)
+        tokens = view.words
         if len(tokens) < self.min_words:
             return None
         return round(self._value(tokens), 4)
@@ -467,7 +498,7 @@ class AlphaWords(WordRule):
     min: float
 
     def _value(self, tokens: list[str]) -> float:
-        return sum(1 for t in tokens if ts.ALPHA_RE.search(t)) / len(tokens)
+        return ts.alpha_tokens(tokens) / len(tokens)
 
     def failure(self, value: Any) -> dict[str, Any] | None:
         return {"value": value, "min": self.min} if value < self.min else None

@@ -18,18 +18,17 @@ import regex
 
 _CJK = r"\p{Han}\p{Hiragana}\p{Katakana}\p{Hangul}"
 CJK_RE = regex.compile(rf"[{_CJK}]")
-LETTER_RE = regex.compile(r"\p{L}")
 #: One unit: a CJK character, or a run of non-CJK letters/digits (a word).
 UNIT_RE = regex.compile(rf"(?V1)[{_CJK}]|[[\p{{L}}\p{{N}}]--[{_CJK}]][[\p{{L}}\p{{M}}\p{{N}}'’_-]--[{_CJK}]]*")
-WORD_RE = regex.compile(r"\S+")
-ALPHA_RE = regex.compile(r"\p{L}")
-TEXT_CHAR_RE = regex.compile(r"[\p{L}\p{M}\p{N}]")
-SYMBOL_RE = regex.compile(r"[\p{S}#]")
-SPACE_RE = regex.compile(r"\s")
+#: Runs (``+``) so that counting is one C scan and few Python strings.
+TEXT_CHAR_RE = regex.compile(r"[\p{L}\p{M}\p{N}]+")
+SYMBOL_RE = regex.compile(r"[\p{S}#]+")
 CONTROL_RE = regex.compile(r"[\p{Cc}--[\t\n\r]]", flags=regex.V1)
 URL_RE = regex.compile(r"(?:https?://|ftp://|www\.)\S+", flags=regex.IGNORECASE)
 MARKUP_RE = regex.compile(r"<[^<>\n]{1,200}>|&[a-zA-Z]{2,8};|&#\d{1,6};|\[/?[a-z]{1,10}\]")
-EDGE_PUNCT_RE = regex.compile(r"^[\p{P}\p{S}]+|[\p{P}\p{S}]+$")
+ALPHA_TOKEN_RE = regex.compile(r"\S*\p{L}\S*")
+#: Punctuation stripped from word edges (ASCII and the common CJK/typographic marks).
+EDGE_PUNCT = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~“”‘’…—–«»，。！？；：、（）《》【】「」"
 
 
 CODE_BLOCK_RE = regex.compile(r"```.*?(?:```|\Z)", flags=regex.DOTALL)
@@ -42,7 +41,12 @@ def prose(text: str) -> str:
 
 def non_space(text: str) -> int:
     """Characters that are not whitespace."""
-    return len(text) - len(SPACE_RE.findall(text))
+    return sum(map(len, text.split()))
+
+
+def count(pattern: regex.Pattern[str], text: str) -> int:
+    """Characters matched by ``pattern`` (a character class with ``+``)."""
+    return sum(map(len, pattern.findall(text)))
 
 
 def cjk_share(tokens: list[str]) -> float:
@@ -50,24 +54,18 @@ def cjk_share(tokens: list[str]) -> float:
     return sum(1 for t in tokens if len(t) == 1 and CJK_RE.match(t)) / len(tokens) if tokens else 0.0
 
 
-def is_spaced(text: str, max_cjk: float = 0.1) -> bool:
-    """True when the text is written in a space-delimited script.
+def is_spaced(tokens: list[str], max_cjk: float = 0.1) -> bool:
+    """True when text whose ``units`` are ``tokens`` is written in a space-delimited script.
 
     Measured on units, so a Chinese list of English terms ("镍（Nickel, Ni）")
     counts as Chinese while an English answer quoting one Chinese word stays English.
     """
-    return cjk_share(units(text)) <= max_cjk
+    return cjk_share(tokens) <= max_cjk
 
 
 def units(text: str) -> list[str]:
     """Words of space-delimited text and single characters of CJK text, in order."""
     return UNIT_RE.findall(text)
-
-
-def ratio(pattern: regex.Pattern[str], text: str) -> float:
-    """Matches of a one-character ``pattern`` per non-space character."""
-    total = non_space(text)
-    return len(pattern.findall(text)) / total if total else 0.0
 
 
 def duplicate_lines(text: str) -> tuple[float, float, int]:
@@ -146,5 +144,10 @@ def url_markup_lines(text: str) -> tuple[float, int]:
 
 def words(text: str) -> list[str]:
     """Whitespace-separated words with edge punctuation stripped (empty ones dropped)."""
-    stripped = (EDGE_PUNCT_RE.sub("", w) for w in WORD_RE.findall(text))
+    stripped = (w.strip(EDGE_PUNCT) for w in text.split())
     return [w for w in stripped if w]
+
+
+def alpha_tokens(tokens: list[str]) -> int:
+    """How many of ``tokens`` (words without spaces) contain a letter."""
+    return len(ALPHA_TOKEN_RE.findall(" ".join(tokens)))
