@@ -45,7 +45,7 @@ class View:
 
     @cached_property
     def spaced(self) -> bool:
-        return ts.is_spaced(self.units)
+        return ts.is_spaced(self.text, len(self.units))
 
     @cached_property
     def words(self) -> list[str]:

@@ -18,6 +18,7 @@ import regex
 
 _CJK = r"\p{Han}\p{Hiragana}\p{Katakana}\p{Hangul}"
 CJK_RE = regex.compile(rf"[{_CJK}]")
+CJK_RUN_RE = regex.compile(rf"[{_CJK}]+")
 #: One unit: a CJK character, or a run of non-CJK letters/digits (a word).
 UNIT_RE = regex.compile(rf"(?V1)[{_CJK}]|[[\p{{L}}\p{{N}}]--[{_CJK}]][[\p{{L}}\p{{M}}\p{{N}}'’_-]--[{_CJK}]]*")
 #: Runs (``+``) so that counting is one C scan and few Python strings.
@@ -49,18 +50,14 @@ def count(pattern: regex.Pattern[str], text: str) -> int:
     return sum(map(len, pattern.findall(text)))
 
 
-def cjk_share(tokens: list[str]) -> float:
-    """CJK characters as a share of all units (0 when there are none)."""
-    return sum(1 for t in tokens if len(t) == 1 and CJK_RE.match(t)) / len(tokens) if tokens else 0.0
+def is_spaced(text: str, unit_count: int, max_cjk: float = 0.1) -> bool:
+    """True when ``text`` (of ``unit_count`` units) is written in a space-delimited script.
 
-
-def is_spaced(tokens: list[str], max_cjk: float = 0.1) -> bool:
-    """True when text whose ``units`` are ``tokens`` is written in a space-delimited script.
-
-    Measured on units, so a Chinese list of English terms ("镍（Nickel, Ni）")
-    counts as Chinese while an English answer quoting one Chinese word stays English.
+    Measured on units (each CJK character is one), so a Chinese list of English
+    terms ("镍（Nickel, Ni）") counts as Chinese while an English answer quoting
+    one Chinese word stays English.
     """
-    return cjk_share(tokens) <= max_cjk
+    return count(CJK_RUN_RE, text) <= max_cjk * unit_count if unit_count else True
 
 
 def units(text: str) -> list[str]:
@@ -110,6 +107,8 @@ def duplicate_ngram_fraction(tokens: list[str], n: int) -> float:
         return 0.0
     grams = list(zip(*(tokens[i:] for i in range(n))))
     counts = Counter(grams)
+    if len(counts) == len(grams):
+        return 0.0  # every n-gram is unique: the common case, no scan needed
     lengths = list(map(len, tokens))
     total = sum(lengths)
     covered = 0

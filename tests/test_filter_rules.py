@@ -115,8 +115,8 @@ def test_word_rules_would_misfire_on_chinese_without_the_script_check():
 
     words = ts.words(SPACED_ZH)
     assert len(words) >= 50 and sum(map(len, words)) / len(words) > 10
-    assert not ts.is_spaced(ts.units(SPACED_ZH))
-    assert ts.is_spaced(ts.units(LONG_EN))
+    assert not ts.is_spaced(SPACED_ZH, len(ts.units(SPACED_ZH)))
+    assert ts.is_spaced(LONG_EN, len(ts.units(LONG_EN)))
 
 
 def test_kept_record_scores_name_the_measures():
