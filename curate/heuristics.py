@@ -89,6 +89,25 @@ class Rule(BaseModel):
 
     enabled: bool
     fields: list[Field]
+    #: A regular expression; when the prompt matches it, the rule is skipped (the user asked for this).
+    unless_prompt_matches: str = ""
+
+    @field_validator("unless_prompt_matches")
+    @classmethod
+    def _valid_pattern(cls, pattern: str) -> str:
+        try:
+            regex.compile(pattern)
+        except regex.error as exc:
+            raise ValueError(f"bad regular expression {pattern!r}: {exc}") from None
+        return pattern
+
+    @cached_property
+    def _exempt(self) -> regex.Pattern[str] | None:
+        return regex.compile(self.unless_prompt_matches, regex.IGNORECASE) if self.unless_prompt_matches else None
+
+    def applies(self, texts: Texts) -> bool:
+        """False when the prompt asks for what this rule would object to."""
+        return self._exempt is None or not self._exempt.search(texts.prompt)
 
     def measure(self, view: View, texts: Texts) -> Any:
         """The value recorded in the scores; None when the rule does not apply to ``view``."""
@@ -265,8 +284,8 @@ class NonTextRatio(RatioRule):
 class UrlMarkupLines(Rule):
     """Share of lines that are mostly URLs, HTML/XML tags, entities or BBCode.
 
-    Skipped when the prompt asks for markup (``unless_prompt_matches``): an
-    HTML table is junk in a scraped page but the right answer to "make an
+    Skipped by default when the prompt asks for markup (``unless_prompt_matches``):
+    an HTML table is junk in a scraped page but the right answer to "make an
     HTML table".
     """
 
@@ -275,15 +294,8 @@ class UrlMarkupLines(Rule):
     name: ClassVar[str] = "url_markup_lines"
     min_lines: int
     max: float
-    unless_prompt_matches: str
-
-    @cached_property
-    def _asked_for_markup(self) -> regex.Pattern[str]:
-        return regex.compile(self.unless_prompt_matches, regex.IGNORECASE)
 
     def measure(self, view: View, texts: Texts) -> Any:
-        if self.unless_prompt_matches and self._asked_for_markup.search(texts.prompt):
-            return None
         share, count = ts.url_markup_lines(view.text)
         return round(share, 4) if count >= self.min_lines else None
 
@@ -528,6 +540,8 @@ class RuleSet:
         findings: list[Finding] = []
         views = Views(texts)
         for rule in self.rules:
+            if not rule.applies(texts):
+                continue
             failed_here = False
             for field, value, failure in rule.evaluate(texts, views):
                 scores.setdefault(rule.name, {})[field] = value

@@ -222,3 +222,27 @@ def test_defaults_remove_under_five_percent_of_alpaca_demo(peer_data, name):
     assert len(removed) < 0.05 * len(rows)
     # What goes is boilerplate, cut-off answers and template slots, not good answers (see the report).
     assert set(removed.values()) <= {"refusal", "truncated", "placeholder"}
+
+
+def test_word_rules_spare_other_latin_languages_and_requested_arithmetic():
+    spanish = (
+        "El Tribunal Superior de Irlanda y el Tribunal Constitucional de Austria solicitan al Tribunal de Justicia "
+        "que examine la validez de la directiva, en particular a la luz de dos derechos fundamentales de la Carta: "
+        "el derecho al respeto de la vida privada y el derecho a la protección de los datos personales. La directiva "
+        "obliga a los proveedores a conservar los datos de tráfico y de localización durante un periodo determinado."
+    )
+    assert failed(spanish, "Translate the paragraph into Spanish.") == {}
+    working = "94962 × 4694 = 43957319824\n\n" + "\n".join(
+        f"= {a} × {b} + {c} × {d}" for a, b, c, d in zip(range(90000, 90020), range(4000, 4020), range(10, 30), range(5, 25))
+    )
+    assert failed(working, "Compute 94962 × 4694 step by step.") == {}
+    assert "alpha_words" in failed(working, "Tell me a story about a dragon.")
+
+
+def test_unless_prompt_matches_works_for_any_rule(tmp_path):
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("refusal: {unless_prompt_matches: 'role-play an AI'}\n", encoding="utf-8")
+    custom = load_rules(rules)
+    refusal = "As an AI language model, I cannot feel emotions."
+    assert failed(refusal, "Please role-play an AI from the 1980s.", ruleset=custom) == {}
+    assert "refusal" in failed(refusal, "How do you feel?", ruleset=custom)
