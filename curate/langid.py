@@ -10,16 +10,19 @@ pass fastText's ``lid.176.bin``/``.ftz`` (or any fastText model with
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import regex
 
 from .errors import ThresherError
+from .textstats import CJK_RANGES
 
 # Units, as the heuristics count them: one CJK character, or one word of another script.
-_UNIT = regex.compile(r"[\p{Han}\p{Hiragana}\p{Katakana}\p{Hangul}]|\p{L}+")
-_HAN = regex.compile(r"\p{Han}")
-_LATIN = regex.compile(r"\p{Latin}+")
+# The three checks every text gets use ``re`` (faster); the rarer scripts use ``regex``.
+_UNIT = re.compile(f"[{CJK_RANGES}]|[^\\W\\d_{CJK_RANGES}]+")
+_HAN = re.compile("[\u2e80-\u2fdf\u3005\u3007\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f]")
+_LATIN = re.compile("[A-Za-z\u00c0-\u024f\u1e00-\u1eff]+")
 _KANA = regex.compile(r"[\p{Hiragana}\p{Katakana}]")
 #: Other scripts and the language reported for each.
 _OTHER = {

@@ -6,33 +6,40 @@ space-delimited text, a single character in CJK text. Word-only measures (mean
 word length, stop words) are applied by the rules only when ``is_spaced`` says
 the text is space-delimited.
 
-All counting uses ``regex`` Unicode classes (``\\p{Han}``, ``\\p{S}``) so the
-per-character work runs in C, not in a Python loop.
+Counting runs in C: the stdlib ``re`` with explicit CJK ranges for the hot
+measures (it is about twice as fast as ``regex`` there), and ``regex``
+Unicode categories (``\\p{S}``, ``\\p{Cc}``) where ``re`` has no equivalent.
 """
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 
 import regex
 
-_CJK = r"\p{Han}\p{Hiragana}\p{Katakana}\p{Hangul}"
-CJK_RE = regex.compile(rf"[{_CJK}]")
-CJK_RUN_RE = regex.compile(rf"[{_CJK}]+")
-#: One unit: a CJK character, or a run of non-CJK letters/digits (a word).
-UNIT_RE = regex.compile(rf"(?V1)[{_CJK}]|[[\p{{L}}\p{{N}}]--[{_CJK}]][[\p{{L}}\p{{M}}\p{{N}}'’_-]--[{_CJK}]]*")
+#: CJK ideographs (with extensions and compatibility forms), kana and Hangul, as ``re`` ranges.
+CJK_RANGES = (
+    "\u2e80-\u2fdf\u3005\u3007\u3021-\u3029\u3040-\u30ff\u3131-\u318e\u3400-\u4dbf"
+    "\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\U00020000-\U0003134f"
+)
+CJK_RE = re.compile(f"[{CJK_RANGES}]")
+CJK_RUN_RE = re.compile(f"[{CJK_RANGES}]+")
+#: One unit: a CJK character, or a non-CJK word (letters/digits, inner ' and - allowed).
+_WORD_CHAR = f"[^\\W{CJK_RANGES}]"
+UNIT_RE = re.compile(f"[{CJK_RANGES}]|{_WORD_CHAR}+(?:['’-]{_WORD_CHAR}+)*")
 #: Runs (``+``) so that counting is one C scan and few Python strings.
-TEXT_CHAR_RE = regex.compile(r"[\p{L}\p{M}\p{N}]+")
+TEXT_CHAR_RE = re.compile(r"[^\W_]+")
 SYMBOL_RE = regex.compile(r"[\p{S}#]+")
 CONTROL_RE = regex.compile(r"[\p{Cc}--[\t\n\r]]", flags=regex.V1)
 URL_RE = regex.compile(r"(?:https?://|ftp://|www\.)\S+", flags=regex.IGNORECASE)
 MARKUP_RE = regex.compile(r"<[^<>\n]{1,200}>|&[a-zA-Z]{2,8};|&#\d{1,6};|\[/?[a-z]{1,10}\]")
-ALPHA_TOKEN_RE = regex.compile(r"\S*\p{L}\S*")
+ALPHA_TOKEN_RE = re.compile(r"\S*[^\W\d_]\S*")
 #: Punctuation stripped from word edges (ASCII and the common CJK/typographic marks).
 EDGE_PUNCT = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~“”‘’…—–«»，。！？；：、（）《》【】「」"
 
 
-CODE_BLOCK_RE = regex.compile(r"```.*?(?:```|\Z)", flags=regex.DOTALL)
+CODE_BLOCK_RE = re.compile(r"```.*?(?:```|\Z)", flags=re.DOTALL)
 
 
 def prose(text: str) -> str:
@@ -45,7 +52,7 @@ def non_space(text: str) -> int:
     return sum(map(len, text.split()))
 
 
-def count(pattern: regex.Pattern[str], text: str) -> int:
+def count(pattern: re.Pattern[str] | regex.Pattern[str], text: str) -> int:
     """Characters matched by ``pattern`` (a character class with ``+``)."""
     return sum(map(len, pattern.findall(text)))
 
