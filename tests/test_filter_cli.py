@@ -216,3 +216,16 @@ def test_competitor_list_is_shipped_data():
     assert "通义千问" in competitors["qwen"].names and "OpenAI" in competitors["chatgpt"].makers
     custom = load_competitors("competitors:\n  - key: acme\n    names: [AcmeBot]\n    makers: [Acme]\n")
     assert IdentityHygiene("x", "y", custom).claims("I am AcmeBot.")[0].competitor == "acme"
+
+
+def test_preference_pairs_are_judged_by_chosen_only(tmp_path, thresher):
+    refusal = "As an AI language model, I cannot tell jokes."
+    joke = "Why did the scarecrow win an award? Because he was outstanding in his field."
+    good_pair = {"instruction": "Tell me a joke.", "input": "", "chosen": joke, "rejected": refusal}
+    bad_pair = {"instruction": "Tell me a joke.", "input": "", "chosen": refusal, "rejected": joke}
+    data = write_jsonl(tmp_path / "pairs.jsonl", [good_pair, bad_pair])
+    out = tmp_path / "out.jsonl"
+    assert thresher("filter", data, "-o", out).returncode == 0
+    kept = read_jsonl(out)
+    assert [r["chosen"] for r in kept] == [joke] and "rejected" in kept[0]
+    assert read_jsonl(tmp_path / "out.removed.jsonl")[0]["record"]["chosen"] == refusal
