@@ -23,6 +23,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "mix": ("thresher.curate.mix", "mix sources at sampling rates or ratios, shuffled with a seed"),
     "split": ("thresher.curate.split", "split into train/val/test without near-identical prompts straddling splits"),
     "stats": ("thresher.curate.stats", "dataset statistics: kinds, turns, lengths, languages, duplicates"),
+    "filter": ("thresher.curate.filter", "keep or drop records by quality rules, identity hygiene and model scores"),
+    "quality": ("thresher.curate.quality", "train a fastText quality classifier for `thresher filter`"),
     "run": ("thresher.curate.recipe", "run a recipe: every stage of a job in order, resumable"),
 }
 
