@@ -15,6 +15,7 @@ from importlib.metadata import PackageNotFoundError, version
 #: command -> (module that implements it, one-line help). Order is the help's order.
 COMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("thresher.curate.validate", "check record files against the data contract"),
+    "dedup": ("thresher.curate.dedup", "remove exact and near-duplicate records (MinHash LSH, Chinese-aware)"),
     "schema": ("thresher.curate.schema_export", "export the JSON Schema of every record kind"),
 }
 
