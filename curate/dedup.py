@@ -201,7 +201,6 @@ class Features:
 
     valid: np.ndarray
     key: np.ndarray
-    rid: np.ndarray
     length: np.ndarray
     score: np.ndarray
     shingled: np.ndarray
@@ -211,7 +210,7 @@ class Features:
     @classmethod
     def concat(cls, parts: list[Features], num_perm: int, exact_only: bool) -> Features:
         if not parts:
-            empty = cls(*(np.empty(0, dtype=t) for t in (bool, np.uint64, np.uint64, np.int64, np.float64, bool)),
+            empty = cls(*(np.empty(0, dtype=t) for t in (bool, np.uint64, np.int64, np.float64, bool)),
                         None if exact_only else np.empty((0, num_perm), dtype=np.uint32))
             return empty
         errors: dict[int, tuple[str, str]] = {}
@@ -221,7 +220,7 @@ class Features:
             offset += len(part.valid)
         return cls(
             *(np.concatenate([getattr(p, name) for p in parts])
-              for name in ("valid", "key", "rid", "length", "score", "shingled")),
+              for name in ("valid", "key", "length", "score", "shingled")),
             None if exact_only else np.concatenate([p.sigs for p in parts]),  # type: ignore[misc]
             errors,
         )
@@ -257,9 +256,9 @@ def _texts(rows: list[dict[str, Any] | None], settings: Settings) -> tuple[list[
 
 
 def _features(rows: list[dict[str, Any] | None]) -> Features:
-    """Worker: exact key, record id, length, score and signature of each row."""
+    """Worker: exact key, length, score and signature of each row."""
     from . import minhash
-    from .shingles import exact_key
+    from .shingles import exact_key, fold
 
     settings = _SETTINGS
     assert settings is not None, "_init_worker first"
@@ -267,24 +266,30 @@ def _features(rows: list[dict[str, Any] | None]) -> Features:
     n = len(rows)
     valid = np.array([t is not None for t in texts], dtype=bool)
     key = np.zeros(n, dtype=np.uint64)
-    rid = np.zeros(n, dtype=np.uint64)
     length = np.zeros(n, dtype=np.int64)
     score = np.full(n, float("-inf"))
     errors = {}
+    folded = [fold(t) if t is not None else "" for t in texts]
     for i, (text, outcome, data) in enumerate(zip(texts, outcomes, rows)):
         if text is None:
             errors[i] = (outcome.field, outcome.reason)
             continue
-        key[i] = exact_key(text)
-        rid[i] = int(outcome.id, 16)
+        key[i] = exact_key(folded[i], folded=True)
         length[i] = len(text)
         if settings.keep.name == "score":
             score[i] = settings.keep.score(data)  # type: ignore[arg-type]
     if settings.exact_only:
-        return Features(valid, key, rid, length, score, np.zeros(n, dtype=bool), None, errors)
-    values, counts = _SHINGLER.hashes([t or "" for t in texts])
+        return Features(valid, key, length, score, np.zeros(n, dtype=bool), None, errors)
+    values, counts = _SHINGLER.hashes(folded, folded=True)
     sigs = minhash.signatures(values, counts, settings.num_perm)
-    return Features(valid, key, rid, length, score, counts > 0, sigs, errors)
+    return Features(valid, key, length, score, counts > 0, sigs, errors)
+
+
+def _record_ids(rows: list[dict[str, Any] | None]) -> list[str]:
+    """Worker: the content id of each row's record (only survivors need one, so it is computed late)."""
+    from .formats import to_record
+
+    return [to_record(data, context={"allow_placeholders": True}).id for data in rows]  # type: ignore[arg-type]
 
 
 def _shingle_sets(rows: list[dict[str, Any] | None]) -> list[np.ndarray]:
@@ -347,7 +352,7 @@ class Sources:
 
     def scan(self, files: range) -> Iterator[tuple[int, int, Row]]:
         """(global index, file number, row) for every row of ``paths[files]``, in order."""
-        index = 0 if files.start == 0 else self.input_records
+        index = int(np.searchsorted(np.frombuffer(self.file, dtype=np.int32), files.start))  # rows before it
         for f in files:
             for row in read_rows(self.paths[f]):
                 yield index, f, row
@@ -482,22 +487,30 @@ def dedup(
             threshold=threshold,
             verify=verifier if use_verify and not exact_only else None,
         )
+        # Back from valid-record numbering to global indices.
+        survivor = np.full(total, -1, dtype=np.int64)
+        kind = np.zeros(total, dtype=np.int8)
+        similarity = np.zeros(total)
+        hit = verdict.survivor >= 0
+        survivor[valid[hit]] = valid[verdict.survivor[hit]]
+        kind[valid] = verdict.kind
+        similarity[valid] = verdict.similarity
+        # Survivors' ids: those read after one of their duplicates (--keep longest/score, --against)
+        # are looked up now; the rest are computed when the last pass reaches them.
+        ahead = survivor > np.arange(total)
+        ids = _lookup(np.unique(survivor[ahead]), _record_ids, sources, pool)
     finally:
         pool.close()
 
-    survivor = np.full(total, -1, dtype=np.int64)
-    kind = np.zeros(total, dtype=np.int8)
-    similarity = np.zeros(total)
-    hit = verdict.survivor >= 0
-    survivor[valid[hit]] = valid[verdict.survivor[hit]]
-    kind[valid] = verdict.kind
-    similarity[valid] = verdict.similarity
-
     # Last pass: every input record to the output or to the removed file.
     against_hits = 0
+    is_survivor = np.zeros(total, dtype=bool)
+    is_survivor[survivor[survivor >= 0]] = True
     with stage, writer:
         for index, _, row in sources.scan(range(len(inputs))):
             stage.seen()
+            if is_survivor[index] and index not in ids:
+                ids[index] = _record_ids([row.data])[0]
             if not feats.valid[index]:
                 field_name, reason = feats.errors[index]
                 stage.remove(row, "invalid", field=field_name, error=reason)
@@ -506,7 +519,7 @@ def dedup(
                 against_hits += target >= n_in
                 stage.remove(
                     row, "duplicate",
-                    duplicate_of=f"{int(feats.rid[target]):016x}",
+                    duplicate_of=ids[target],
                     duplicate_of_source=sources.where(target),
                     kind=clusters.KIND_NAMES[int(kind[index])],
                     similarity=round(float(similarity[index]), 4),
@@ -540,15 +553,20 @@ def dedup(
     return {**result, "output": str(output), "removed_file": str(removed_path), "stats_file": str(stats_path)}
 
 
+def _lookup(indices: np.ndarray, fn: Any, sources: Sources, pool: Workers) -> dict[int, Any]:
+    """``fn`` (a worker function over raw rows) of the records at ``indices``: re-reads, computes only those."""
+    mask = np.zeros(len(sources.file), dtype=bool)
+    mask[indices] = True
+    files = np.unique(np.frombuffer(sources.file, dtype=np.int32)[indices]) if len(indices) else []
+    rows = (item for f in files for item in sources.scan(range(f, f + 1)) if mask[item[0]])
+    return dict(zip(indices.tolist(), (value for batch in pool.map(fn, _batches(rows)) for value in batch)))
+
+
 def _verify_pairs(pairs: np.ndarray, sources: Sources, pool: Workers) -> np.ndarray:
     """Exact Jaccard of each pair: re-read the candidate records only and shingle them again."""
     from . import minhash
 
-    wanted = np.unique(pairs)
-    mask = np.zeros(len(sources.file), dtype=bool)
-    mask[wanted] = True
-    rows = (item for item in sources.scan(range(len(sources.paths))) if mask[item[0]])
-    sets = dict(zip(wanted.tolist(), (s for batch in pool.map(_shingle_sets, _batches(rows)) for s in batch)))
+    sets = _lookup(np.unique(pairs), _shingle_sets, sources, pool)
     return np.array([minhash.jaccard(sets[i], sets[j]) for i, j in pairs.tolist()])
 
 

@@ -37,11 +37,6 @@ CJK = (
     "\u3100-\u312f\u3131-\u318e\u31a0-\u31bf\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff"
     "\ua960-\ua97f\uac00-\ud7af\ud7b0-\ud7ff\uf900-\ufaff\U00020000-\U0003134f"
 )
-#: A CJK run (group 1) or a word of any other script (group 2); everything else
-#: (spaces, punctuation, symbols) separates tokens and is dropped.
-_TOKEN_RE = re.compile(rf"([{CJK}]+)|([^\W_{CJK}]+)")
-_CJK_RE = re.compile(rf"[{CJK}]")
-_WORD_RE = re.compile(r"[^\W_]+")
 
 DEFAULT_CJK_NGRAM = 3
 DEFAULT_WORD_NGRAM = 5
@@ -49,67 +44,83 @@ DEFAULT_WORD_NGRAM = 5
 _PAD = 0  # fills runs shorter than n; no CJK code point or (in practice) word hash is 0
 
 
-@cache
-def _punctuation_re() -> re.Pattern[str]:
-    """Every Unicode punctuation character (categories P*), as one character class.
-
-    Built once per process from ``unicodedata`` (a quarter of a second), so the
-    exact key strips ``，。！“”`` as well as ``,.!"`` without a third-party regex engine.
-    """
+def _char_class(low: int, high: int, category: str) -> str:
+    """A regex character class body for the code points in [low, high) of a Unicode category."""
     ranges: list[str] = []
     start = None
-    for code in range(sys.maxunicode + 2):
-        is_punct = code <= sys.maxunicode and unicodedata.category(chr(code)).startswith("P")
-        if is_punct and start is None:
+    for code in range(low, high + 1):
+        inside = code < high and unicodedata.category(chr(code)).startswith(category)
+        if inside and start is None:
             start = code
-        elif not is_punct and start is not None:
+        elif not inside and start is not None:
             end = code - 1
             ranges.append(re.escape(chr(start)) + ("-" + re.escape(chr(end)) if end > start else ""))
             start = None
-    return re.compile(f"[{''.join(ranges)}]+")
+    return "".join(ranges)
 
 
-def normalize(text: str) -> str:
+@cache
+def _punctuation_res() -> tuple[re.Pattern[str], re.Pattern[str]]:
+    """Unicode punctuation (categories P*) as two patterns: the Basic Multilingual Plane, and beyond.
+
+    Built once per process from ``unicodedata`` (a quarter of a second), so the
+    exact key strips ``，。！“”`` as well as ``,.!"`` without a third-party regex
+    engine. The split matters: ``re`` compiles a BMP-only class to a bitmap,
+    while one astral range makes every character a linear scan (5x slower).
+    """
+    bmp = re.compile(f"[{_char_class(0, 0x10000, 'P')}]+")
+    astral = re.compile(f"[{_char_class(0x10000, sys.maxunicode + 1, 'P')}]+")
+    return bmp, astral
+
+
+def fold(text: str) -> str:
+    """NFKC (full width to ASCII, compatibility forms to plain ones), then case-folded."""
+    return unicodedata.normalize("NFKC", text).casefold()
+
+
+def normalize(text: str, folded: bool = False) -> str:
     """The text exact deduplication compares: NFKC, case-folded, no punctuation, single spaces."""
-    folded = unicodedata.normalize("NFKC", text).casefold()
-    return " ".join(_punctuation_re().sub("", folded).split())
+    text = text if folded else fold(text)
+    bmp, astral = _punctuation_res()
+    text = bmp.sub("", text)
+    if not text.isascii() and max(text) > "\uffff":
+        text = astral.sub("", text)
+    return " ".join(text.split())
 
 
-def exact_key(text: str) -> int:
+def exact_key(text: str, folded: bool = False) -> int:
     """64-bit hash of ``normalize(text)``; a text that is all punctuation keys on itself."""
-    normal = normalize(text) or " ".join(text.split())
+    normal = normalize(text, folded) or " ".join(text.split())
     return xxhash.xxh3_64_intdigest(normal.encode("utf-8"))
 
 
-def runs(text: str) -> list[tuple[bool, list[str] | str]]:
-    """Script runs of ``text`` (NFKC, case-folded): ``(is_cjk, tokens)``.
+@cache
+def _char_classes() -> np.ndarray:
+    """uint8 class of every code point: 0 separates tokens, ``_WORD`` is part of a word, ``_CJK`` is a token alone.
 
-    A CJK run is one string whose characters are its tokens, merged across the
-    punctuation between them; a word run is a list of words.
+    Word characters are those ``str.isalnum`` accepts (what ``re``'s ``\\w`` means,
+    less the underscore); CJK as in ``CJK``. One table lookup per character lets
+    a whole batch be tokenised by numpy with no Python loop per word.
     """
-    folded = unicodedata.normalize("NFKC", text).casefold()
-    if _CJK_RE.search(folded) is None:  # the common case: no CJK at all
-        words = _WORD_RE.findall(folded)
-        return [(False, words)] if words else []
-    out: list[tuple[bool, list[str] | str]] = []
-    for cjk, word in _TOKEN_RE.findall(folded):
-        if cjk:
-            if out and out[-1][0]:
-                out[-1] = (True, out[-1][1] + cjk)  # type: ignore[operator]
-            else:
-                out.append((True, cjk))
-        elif out and not out[-1][0]:
-            out[-1][1].append(word)  # type: ignore[union-attr]
-        else:
-            out.append((False, [word]))
-    return out
+    table = np.fromiter((chr(c).isalnum() for c in range(sys.maxunicode + 1)), dtype=np.uint8,
+                        count=sys.maxunicode + 1) * np.uint8(_WORD)
+    for match in re.finditer(r"(.)(?:-(.))?", CJK):
+        low, high = match.group(1), match.group(2) or match.group(1)
+        table[ord(low) : ord(high) + 1] = _CJK
+    return table
+
+
+_WORD, _CJK = 1, 2
 
 
 class Shingler:
-    """Turns texts into 32-bit shingle hashes, in batches.
+    """Turns texts into 32-bit shingle hashes, a whole batch at a time.
 
-    ``cjk_ngram`` characters per shingle inside CJK runs, ``word_ngram`` words
-    per shingle inside other runs; a run shorter than n is one shingle.
+    Tokens: each CJK character, and each maximal run of other word characters.
+    A script run is a sequence of tokens of one kind within a text, whatever
+    spaces or punctuation lie between them (so CJK n-grams run across ``，``).
+    Shingles are the ``cjk_ngram``-grams of CJK runs and the ``word_ngram``-grams
+    of word runs; a run shorter than n is one shingle.
     """
 
     def __init__(self, cjk_ngram: int = DEFAULT_CJK_NGRAM, word_ngram: int = DEFAULT_WORD_NGRAM) -> None:
@@ -118,85 +129,94 @@ class Shingler:
         self.cjk_ngram = cjk_ngram
         self.word_ngram = word_ngram
         rng = np.random.default_rng(0x5EED)
-        # Odd 64-bit multipliers, one per window position, a different set per script.
-        self._cjk_mult = rng.integers(0, 2**63, cjk_ngram, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
-        self._word_mult = rng.integers(0, 2**63, word_ngram, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
-        self._word_hash: dict[str, int] = {}
+        # Odd 64-bit multipliers: per character position in a word, and per token position in a window.
+        self._char_mult = _odd(rng, _MAX_WORD)
+        self._cjk_mult = _odd(rng, cjk_ngram)
+        self._word_mult = _odd(rng, word_ngram)
 
-    def _word_tokens(self, words: list[str]) -> list[int]:
-        """64-bit hashes of ``words``, through a per-process cache (most words repeat)."""
-        cache = self._word_hash
-        get = cache.get
-        values = [get(w, 0) for w in words]
-        if 0 in values:
-            if len(cache) > 1_000_000:  # bound the cache on huge vocabularies
-                cache.clear()
-            for i, value in enumerate(values):
-                if not value:
-                    word = words[i]
-                    values[i] = cache[word] = xxhash.xxh3_64_intdigest(word.encode("utf-8")) | 1
-        return values
-
-    def hashes(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    def hashes(self, texts: Sequence[str], folded: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """All shingle hashes of ``texts`` (uint32, grouped by text) and each text's count.
 
-        A hash may repeat within a text (a repeated phrase); MinHash does not
-        care and ``shingle_sets`` removes repeats.
+        ``folded``: the texts already went through ``fold``. A hash may repeat
+        within a text (a repeated phrase); MinHash does not care and
+        ``shingle_sets`` removes repeats.
         """
-        cjk = _Windows(self.cjk_ngram)
-        words = _Windows(self.word_ngram)
-        for index, text in enumerate(texts):
-            for is_cjk, tokens in runs(text):
-                if is_cjk:
-                    cjk.add(index, [ord(c) for c in tokens])
-                else:
-                    words.add(index, self._word_tokens(tokens))  # type: ignore[arg-type]
-        parts = [cjk.hashes(self._cjk_mult), words.hashes(self._word_mult)]
-        owner = np.concatenate([parts[0][1], parts[1][1]])
-        values = np.concatenate([parts[0][0], parts[1][0]])
-        order = np.argsort(owner, kind="stable")
-        counts = np.bincount(owner, minlength=len(texts)).astype(np.int64)
+        counts = np.zeros(len(texts), dtype=np.int64)
+        if not texts:
+            return np.empty(0, np.uint32), counts
+        folded_texts = texts if folded else [fold(t) for t in texts]
+        lengths = np.fromiter(map(len, folded_texts), dtype=np.int64, count=len(texts))
+        codes = np.frombuffer("".join(folded_texts).encode("utf-32-le"), dtype=np.uint32)
+        owner = np.repeat(np.arange(len(texts)), lengths)
+        kind = _char_classes()[codes]
+        new_text = np.r_[True, owner[1:] != owner[:-1]] if len(codes) else np.empty(0, bool)
+        # Token starts: every CJK character, and a word character not continuing a word.
+        starts = np.flatnonzero((kind == _CJK) | ((kind == _WORD) & (new_text | (np.r_[0, kind[:-1]] != _WORD))))
+        token_kind = kind[starts]
+        token_owner = owner[starts]
+        token_value = codes[starts].astype(np.uint64)  # a CJK character's token is its code point
+        words = token_kind == _WORD
+        if words.any():
+            token_value[words] = self._word_values(codes, kind, new_text, starts[words])
+        # A run is broken by a change of token kind or of text.
+        run_start = np.r_[True, (token_kind[1:] != token_kind[:-1]) | (token_owner[1:] != token_owner[:-1])]
+        parts = []
+        for which, n, mult in ((_CJK, self.cjk_ngram, self._cjk_mult), (_WORD, self.word_ngram, self._word_mult)):
+            mine = token_kind == which
+            if mine.any():
+                parts.append(_windows(token_value[mine], run_start[mine], token_owner[mine], n, mult))
+        if not parts:
+            return np.empty(0, np.uint32), counts
+        values = np.concatenate([p[0] for p in parts])
+        owners = np.concatenate([p[1] for p in parts])
+        order = np.argsort(owners, kind="stable")
+        counts += np.bincount(owners, minlength=len(texts))
         return values[order], counts
 
-    def shingle_sets(self, texts: Sequence[str]) -> list[np.ndarray]:
+    def _word_values(self, codes: np.ndarray, kind: np.ndarray, new_text: np.ndarray, word_starts: np.ndarray) -> np.ndarray:
+        """64-bit hash of each word starting at ``word_starts``: a polynomial over its characters."""
+        inside = kind == _WORD
+        # Each word character belongs to the word of the latest start at or before it.
+        is_start = np.zeros(len(codes), dtype=bool)
+        is_start[word_starts] = True
+        positions = np.flatnonzero(inside)
+        word_of = np.cumsum(is_start[positions]) - 1
+        offset = positions - word_starts[word_of]
+        mixed = codes[positions].astype(np.uint64) * self._char_mult[np.minimum(offset, _MAX_WORD - 1)]
+        sums = np.add.reduceat(mixed, np.flatnonzero(is_start[positions]))
+        word_length = np.diff(np.r_[np.flatnonzero(is_start[positions]), len(positions)]).astype(np.uint64)
+        return fmix64(sums ^ word_length) | np.uint64(1)  # never _PAD
+
+    def shingle_sets(self, texts: Sequence[str], folded: bool = False) -> list[np.ndarray]:
         """Each text's distinct shingle hashes, sorted (for exact Jaccard)."""
-        values, counts = self.hashes(texts)
+        values, counts = self.hashes(texts, folded)
         bounds = np.concatenate([[0], np.cumsum(counts)])
         return [np.unique(values[bounds[i] : bounds[i + 1]]) for i in range(len(texts))]
 
 
-class _Windows:
-    """Token runs of one n-gram size, collected per batch and hashed at once."""
+_MAX_WORD = 64  # characters past this share the last position multiplier
 
-    def __init__(self, n: int) -> None:
-        self.n = n
-        self.tokens: list[int] = []
-        self.run_starts: list[int] = []
-        self.run_lengths: list[int] = []
-        self.run_owner: list[int] = []
 
-    def add(self, owner: int, tokens: list[int]) -> None:
-        if len(tokens) < self.n:
-            tokens = tokens + [_PAD] * (self.n - len(tokens))
-        self.run_starts.append(len(self.tokens))
-        self.run_lengths.append(len(tokens))
-        self.run_owner.append(owner)
-        self.tokens.extend(tokens)
+def _odd(rng: np.random.Generator, size: int) -> np.ndarray:
+    return rng.integers(0, 2**63, size, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
 
-    def hashes(self, multipliers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(uint32 hash of every window, index of the text it belongs to)."""
-        if not self.run_starts:
-            return np.empty(0, np.uint32), np.empty(0, np.int64)
-        tokens = np.array(self.tokens, dtype=np.uint64)
-        lengths = np.array(self.run_lengths, dtype=np.int64)
-        windows = lengths - self.n + 1
-        total = int(windows.sum())
-        first_window = np.cumsum(windows) - windows
-        starts = np.repeat(np.array(self.run_starts, dtype=np.int64) - first_window, windows) + np.arange(total)
-        acc = tokens[starts] * multipliers[0]
-        for k in range(1, self.n):
-            acc += tokens[starts + k] * multipliers[k]
-        return (fmix64(acc) >> np.uint64(32)).astype(np.uint32), np.repeat(np.array(self.run_owner), windows)
+
+def _windows(
+    tokens: np.ndarray, run_start: np.ndarray, owner: np.ndarray, n: int, mult: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(uint32 hash of every n-token window inside a run, its text). Short runs are padded to one window."""
+    first = np.flatnonzero(run_start)
+    length = np.diff(np.r_[first, len(tokens)])
+    windows = np.maximum(length - n + 1, 1)
+    total = int(windows.sum())
+    run_of_window = np.repeat(np.arange(len(first)), windows)
+    begin = first[run_of_window] + (np.arange(total) - (np.cumsum(windows) - windows)[run_of_window])
+    end = (first + length)[run_of_window]
+    acc = np.zeros(total, dtype=np.uint64)
+    for k in range(n):
+        at = begin + k
+        acc += np.where(at < end, tokens[np.minimum(at, len(tokens) - 1)], np.uint64(_PAD)) * mult[k]
+    return (fmix64(acc) >> np.uint64(32)).astype(np.uint32), owner[first][run_of_window]
 
 
 def fmix64(values: np.ndarray) -> np.ndarray:

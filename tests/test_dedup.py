@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -14,7 +16,7 @@ import pytest
 
 from thresher.curate import minhash
 from thresher.curate.dedup import dedup, duplicate_of
-from thresher.curate.shingles import Shingler, exact_key, normalize, runs
+from thresher.curate.shingles import CJK, Shingler, exact_key, fold, normalize
 
 # Thirty-character Chinese sentences, unrelated to each other.
 ZH = [
@@ -68,12 +70,43 @@ def test_exact_key_ignores_case_width_whitespace_and_punctuation():
     assert exact_key("1+1=2") != exact_key("1=1+2"), "symbols are content, not punctuation"
 
 
-def test_runs_split_mixed_text_per_script():
-    assert runs("我喜欢用Python写代码，真的 very much fun!") == [
-        (True, "我喜欢用"), (False, ["python"]), (True, "写代码真的"), (False, ["very", "much", "fun"]),
-    ]
-    assert runs("Hello, world") == [(False, ["hello", "world"])]
-    assert runs("日本語のテキストと한국어") == [(True, "日本語のテキストと한국어")]
+def reference_shingles(text: str, cjk_n: int = 3, word_n: int = 5) -> set[tuple[str, ...]]:
+    """The shingling rule written plainly: tokens by regex, script runs, n-grams per run."""
+    tokens = re.findall(rf"([{CJK}])|([^\W_{CJK}]+)", fold(text))
+    shingles: set[tuple[str, ...]] = set()
+    for is_cjk, run in itertools.groupby(tokens, key=lambda t: bool(t[0])):
+        words = [cjk or word for cjk, word in run]
+        n = cjk_n if is_cjk else word_n
+        for i in range(max(1, len(words) - n + 1)):
+            shingles.add(("cjk" if is_cjk else "word", *words[i : i + n]))
+    return shingles
+
+
+MIXED = [
+    "我喜欢用Python写代码，真的 very much fun! 日本語のテキストと한국어",
+    "Hello, world",
+    "我喜欢用Python写代码，真的 very much fun!",
+    "ＡＢＣ ｄｅｆ，中文。Ünïcödé wörds — and_underscores 42 times",
+    "abc def 中文 ünïcödé words and underscores 42",
+    "",
+    "。！",
+    EN,
+    ZH[0] + EN_OTHER,
+]
+
+
+def test_vectorised_shingles_match_the_plain_rule():
+    """Batch hashing gives the same sets (up to hashing) as the rule above, for every pair of texts."""
+    sets = Shingler().shingle_sets(MIXED)
+    reference = [reference_shingles(t) for t in MIXED]
+    for mine, theirs in zip(sets, reference):
+        assert len(mine) == len(theirs)
+    for i, j in itertools.combinations(range(len(MIXED)), 2):
+        union = len(reference[i] | reference[j])
+        expected = len(reference[i] & reference[j]) / union if union else 1.0
+        assert minhash.jaccard(sets[i], sets[j]) == pytest.approx(expected), (MIXED[i], MIXED[j])
+    # Batching does not change a text's shingles.
+    assert all(np.array_equal(a, b) for a, b in zip(sets, (Shingler().shingle_sets([t])[0] for t in MIXED)))
 
 
 def test_shingles_are_character_ngrams_for_chinese_and_word_ngrams_for_english():
@@ -81,7 +114,7 @@ def test_shingles_are_character_ngrams_for_chinese_and_word_ngrams_for_english()
     sets = shingler.shingle_sets([ZH[0], EN, "short", "", "。！"])
     hanzi = len(ZH[0]) - 2  # 30 characters, two of them punctuation
     assert len(sets[0]) == hanzi - 2, "3-grams run across the punctuation inside a CJK run"
-    assert len(sets[1]) == len(runs(EN)[0][1]) - 4
+    assert len(sets[1]) == len(re.findall(r"\w+", EN)) - 4
     assert len(sets[2]) == 1, "a run shorter than n is one shingle"
     assert len(sets[3]) == len(sets[4]) == 0
     # One changed character changes exactly the three 3-grams that cover it.
