@@ -437,7 +437,7 @@ def dedup(
 ) -> dict[str, Any]:
     """Deduplicate ``inputs`` into ``output``; returns the stats (also written as JSON)."""
     from . import clusters, minhash
-    from .shingles import normalize
+    from .shingles import prepare
     from .stage import Stage, default_sidecar
     from .writers import RecordWriter
 
@@ -453,7 +453,7 @@ def dedup(
         raise ThresherError(str(exc)) from None
     if not exact_only:
         minhash.lsh_params(threshold, num_perm)  # fail early, and before forking
-    normalize("")  # builds the punctuation table once, before forking, so workers inherit it
+    prepare()
     settings = Settings(on, ngram, num_perm, exact_only, policy)
     sources = Sources([*inputs, *against], len(inputs))
     pool = Workers(settings, max(1, workers))
@@ -513,7 +513,7 @@ def dedup(
                 ids[index] = _record_ids([row.data])[0]
             if not feats.valid[index]:
                 field_name, reason = feats.errors[index]
-                stage.remove(row, "invalid", field=field_name, error=reason)
+                stage.remove(row, "invalid", field=field_name, error=row.error or reason)
             elif survivor[index] >= 0:
                 target = int(survivor[index])
                 against_hits += target >= n_in

@@ -113,6 +113,12 @@ def _char_classes() -> np.ndarray:
 _WORD, _CJK = 1, 2
 
 
+def prepare() -> None:
+    """Build this module's lookup tables now: before forking workers, so they inherit them."""
+    _punctuation_res()
+    _char_classes()
+
+
 class Shingler:
     """Turns texts into 32-bit shingle hashes, a whole batch at a time.
 

@@ -255,7 +255,8 @@ def test_cli_removes_exact_and_near_with_reasons(tmp_path, thresher):
     assert dups[3]["duplicate_of"] == to_record(rows[0]).id
     invalid = [r for r in removed if r["reason"] == "invalid"]
     assert [r["line"] for r in invalid] == [9, 10]
-    assert invalid[0]["record"] == "{broken json"
+    assert invalid[0]["record"] == "{broken json" and invalid[0]["detail"]["error"].startswith("invalid JSON")
+    assert invalid[1]["detail"]["error"].startswith("unrecognised record format")
     stats = json.loads((tmp_path / "out.stats.json").read_text())
     assert stats["in"] == 10 and stats["kept"] == 5
     assert stats["removed"] == {"duplicate": 3, "invalid": 2}
