@@ -86,9 +86,9 @@ def find_duplicates(
     rep = order[first]  # the first record of each group (groups are numbered in key order)
     has_input = np.bincount(group[~is_ref], minlength=n_groups) > 0
     has_ref = np.bincount(group[is_ref], minlength=n_groups) > 0
-    ref_rep = np.full(n_groups, -1, dtype=np.int64)
+    ref_rep = np.full(n_groups, n, dtype=np.int64)
     ref_index = np.flatnonzero(is_ref)
-    ref_rep[group[ref_index[::-1]]] = ref_index[::-1]  # the first reference record of each group
+    np.minimum.at(ref_rep, group[ref_index], ref_index)  # the first reference record of each group
 
     edges, edge_sims, n_candidates = _near_edges(
         rep, has_input, sigs, shingled, threshold, verify

@@ -469,6 +469,7 @@ def dedup(
         parts += list(pool.map(_features, _batches(sources.scan(range(len(inputs), n_files)), sources)))
         feats = Features.concat(parts, num_perm, exact_only)
         del parts
+        phases = {"features": time.perf_counter() - start, "verify": 0.0}
         total = len(feats.valid)
         n_in = sources.input_records
         use_verify = (n_in < VERIFY_BELOW) if verify is None else verify
@@ -476,7 +477,10 @@ def dedup(
         valid = np.flatnonzero(feats.valid)
 
         def verifier(pairs: np.ndarray) -> np.ndarray:
-            return _verify_pairs(valid[pairs], sources, pool) if len(pairs) else np.empty(0)
+            begin = time.perf_counter()
+            sims = _verify_pairs(valid[pairs], sources, pool) if len(pairs) else np.empty(0)
+            phases["verify"] += time.perf_counter() - begin
+            return sims
 
         verdict = clusters.find_duplicates(
             feats.key[valid],
@@ -499,10 +503,12 @@ def dedup(
         # are looked up now; the rest are computed when the last pass reaches them.
         ahead = survivor > np.arange(total)
         ids = _lookup(np.unique(survivor[ahead]), _record_ids, sources, pool)
+        phases["clusters"] = time.perf_counter() - start - phases["features"] - phases["verify"]
     finally:
         pool.close()
 
     # Last pass: every input record to the output or to the removed file.
+    write_start = time.perf_counter()
     against_hits = 0
     is_survivor = np.zeros(total, dtype=bool)
     is_survivor[survivor[survivor >= 0]] = True
@@ -530,6 +536,7 @@ def dedup(
         if stage.records_in != n_in:
             raise ThresherError("the inputs changed while dedup was reading them; run it again")
         seconds = time.perf_counter() - start
+        phases["write"] = time.perf_counter() - write_start
         removed_kind = np.bincount(kind[:n_in][survivor[:n_in] >= 0], minlength=3)
         stage.extra.update(
             threshold=threshold,
@@ -547,6 +554,7 @@ def dedup(
             clusters=verdict.clusters,
             workers=pool.processes,
             records_per_second=round(n_in / seconds, 1) if seconds > 0 else None,
+            phase_seconds={name: round(value, 3) for name, value in phases.items()},
             peak_memory_mb=peak_memory_mb(),
         )
         result = stage.stats()

@@ -29,8 +29,8 @@ from .shingles import fmix64
 
 DEFAULT_NUM_PERM = 128
 SEED = 1
-#: Shingles per chunk of the (shingles x num_perm) matrix: bounds memory to ~8 MiB at 128 permutations.
-_CHUNK_SHINGLES = 16384
+#: Shingles per chunk of the (shingles x num_perm) matrix: bounds memory to ~4 MiB at 128 permutations.
+_CHUNK_SHINGLES = 8192
 EMPTY = np.uint32(0xFFFFFFFF)
 
 
@@ -72,7 +72,9 @@ def signatures(hashes: np.ndarray, counts: np.ndarray, num_perm: int = DEFAULT_N
     ``counts[i]`` how many belong to record i; a record with no shingles gets
     the empty signature (all ``0xFFFFFFFF``, as datasketch). The permuted
     values are laid out (num_perm x shingles) so each record's minimum is a
-    contiguous ``reduceat``, several times faster than the transposed layout.
+    contiguous ``reduceat``, and written into one reused buffer: allocating a
+    fresh multi-megabyte array per chunk costs more in page faults than the
+    arithmetic itself.
     """
     a, b = permutations(num_perm)
     a, b = a[:, None], b[:, None]
@@ -80,13 +82,18 @@ def signatures(hashes: np.ndarray, counts: np.ndarray, num_perm: int = DEFAULT_N
     mixed = fmix32(hashes.astype(np.uint32, copy=False))
     ends = np.cumsum(counts)
     starts = ends - counts
+    buffer = np.empty((num_perm, _CHUNK_SHINGLES), dtype=np.uint32)
     record = 0
     while record < len(counts):
         # Take whole records until the chunk holds about _CHUNK_SHINGLES shingles.
         last = max(int(np.searchsorted(ends, starts[record] + _CHUNK_SHINGLES, side="right")), record + 1)
         lo, hi = int(starts[record]), int(ends[last - 1])
         if hi > lo:
-            permuted = a * mixed[lo:hi] + b  # uint32 wrap-around is the mod 2^32
+            if hi - lo > buffer.shape[1]:  # one record longer than a chunk
+                buffer = np.empty((num_perm, hi - lo), dtype=np.uint32)
+            permuted = buffer[:, : hi - lo]
+            np.multiply(a, mixed[lo:hi], out=permuted)  # uint32 wrap-around is the mod 2^32
+            permuted += b
             nonempty = np.flatnonzero(counts[record:last] > 0)
             offsets = (starts[record:last][nonempty] - lo).astype(np.intp)
             out[record + nonempty] = np.minimum.reduceat(permuted, offsets, axis=1).T

@@ -126,7 +126,10 @@ def test_signatures_equal_datasketch_minhash():
     from datasketch import MinHash
 
     shingler = Shingler()
-    values, counts = shingler.hashes([EN, ZH[1], "", "混合 mixed text 文本"])
+    rng = random.Random(3)
+    long_text = " ".join(rng.choice(EN.split()) + str(i % 97) for i in range(minhash._CHUNK_SHINGLES + 500))
+    values, counts = shingler.hashes([EN, ZH[1], "", "混合 mixed text 文本", long_text, EN_OTHER])
+    assert counts[4] > minhash._CHUNK_SHINGLES, "one record longer than a signature chunk"
     sigs = minhash.signatures(values, counts, 64)
     ends = np.cumsum(counts)
     for i, (start, end) in enumerate(zip(ends - counts, ends)):
