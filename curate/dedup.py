@@ -8,12 +8,14 @@ bands and rows datasketch chooses for the threshold; candidate pairs are
 checked with the exact Jaccard of their shingle sets (``--verify``, on by
 default below a million records) or the MinHash estimate.
 
-The input is read three times at most and never held: pass 1 computes each
-record's exact key and signature (in batches, on ``--workers`` processes),
-the optional verify pass recomputes the shingle sets of the candidate records
-only, and the last pass writes every record either to the output, in the
-shape it came in, or to the removed file with ``reason: "duplicate"``, the
-survivor's id, the kind (exact or near) and the similarity.
+The input is streamed, never held: pass 1 computes each record's exact key
+and signature (in batches, on ``--workers`` processes); the verify pass
+recomputes the shingle sets of the candidate records only; with ``--keep
+longest|score`` or ``--against`` a lookup pass computes the ids of survivors
+read after one of their duplicates; the last pass writes every record either
+to the output, in the shape it came in, or to the removed file with
+``reason: "duplicate"``, the survivor's id, the kind (exact or near) and the
+similarity. Only per-record numbers and signatures stay in memory.
 
 ``duplicate_of(texts)`` is the same machinery for a list of strings in memory,
 for stages that deduplicate what they generate (paraphrased questions, say).
@@ -30,13 +32,16 @@ from array import array
 from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..schemas import QA, Dialogue, Document, Message, Preference, Record, Scored
 from .errors import RecordError, ThresherError
 from .readers import Row, read_rows
+
+if TYPE_CHECKING:
+    from .shingles import Shingler
 
 ON_CHOICES = ("auto", "text", "prompt", "response", "all")
 #: Records per batch sent to a worker: large enough to amortise numpy's per-call cost.
@@ -90,7 +95,7 @@ def _check_threshold(threshold: float) -> None:
         raise ThresherError(f"--threshold must be in (0, 1], got {threshold}")
 
 
-def _shingler(ngram: int | None) -> Any:
+def _shingler(ngram: int | None) -> Shingler:
     from .shingles import DEFAULT_CJK_NGRAM, DEFAULT_WORD_NGRAM, Shingler
 
     if ngram is not None and ngram < 1:
@@ -227,7 +232,7 @@ class Features:
 
 
 _SETTINGS: Settings | None = None
-_SHINGLER: Any = None
+_SHINGLER: Shingler | None = None
 
 
 def _init_worker(settings: Settings) -> None:
@@ -260,8 +265,8 @@ def _features(rows: list[dict[str, Any] | None]) -> Features:
     from . import minhash
     from .shingles import exact_key, fold
 
-    settings = _SETTINGS
-    assert settings is not None, "_init_worker first"
+    settings, shingler = _SETTINGS, _SHINGLER
+    assert settings is not None and shingler is not None, "_init_worker first"
     texts, outcomes = _texts(rows, settings)
     n = len(rows)
     valid = np.array([t is not None for t in texts], dtype=bool)
@@ -280,7 +285,7 @@ def _features(rows: list[dict[str, Any] | None]) -> Features:
             score[i] = settings.keep.score(data)  # type: ignore[arg-type]
     if settings.exact_only:
         return Features(valid, key, length, score, np.zeros(n, dtype=bool), None, errors)
-    values, counts = _SHINGLER.hashes(folded, folded=True)
+    values, counts = shingler.hashes(folded, folded=True)
     sigs = minhash.signatures(values, counts, settings.num_perm)
     return Features(valid, key, length, score, counts > 0, sigs, errors)
 
@@ -294,7 +299,7 @@ def _record_ids(rows: list[dict[str, Any] | None]) -> list[str]:
 
 def _shingle_sets(rows: list[dict[str, Any] | None]) -> list[np.ndarray]:
     """Worker: the sorted distinct shingle hashes of each row (for exact Jaccard)."""
-    assert _SETTINGS is not None, "_init_worker first"
+    assert _SETTINGS is not None and _SHINGLER is not None, "_init_worker first"
     texts, _ = _texts(rows, _SETTINGS)
     return _SHINGLER.shingle_sets([t or "" for t in texts])
 
@@ -345,7 +350,6 @@ class Sources:
     """The files of one run, input files first, then ``--against`` files; global indices span both."""
 
     paths: list[str]
-    n_inputs: int  # how many of ``paths`` are inputs
     file: array = field(default_factory=lambda: array("i"))
     line: array = field(default_factory=lambda: array("q"))
     input_records: int = 0
@@ -455,7 +459,7 @@ def dedup(
         minhash.lsh_params(threshold, num_perm)  # fail early, and before forking
     prepare()
     settings = Settings(on, ngram, num_perm, exact_only, policy)
-    sources = Sources([*inputs, *against], len(inputs))
+    sources = Sources([*inputs, *against])
     pool = Workers(settings, max(1, workers))
     start = time.perf_counter()
     removed_path = removed or default_sidecar(output, "removed")

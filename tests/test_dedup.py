@@ -412,3 +412,31 @@ def test_help_does_not_import_heavy_libraries():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "--against" in result.stdout
+
+
+def test_record_text_for_every_kind():
+    from thresher.curate.dedup import record_text
+    from thresher.curate.errors import RecordError
+    from thresher.curate.formats import to_record
+
+    qa = to_record({"question": "Q?", "answer": "A.", "system": "S"})
+    assert [record_text(qa, on) for on in ("prompt", "response", "all")] == ["Q?", "A.", "Q?\nA."]
+    preference = to_record({"prompt": "P?", "chosen": "good", "rejected": "bad"})
+    assert record_text(preference, "response") == "good\nbad" and record_text(preference, "prompt") == "P?"
+    scored = to_record({"prompt": "P?", "outputs": [{"response": "r1", "score": 1}, {"response": "r2", "score": 0}]})
+    assert record_text(scored, "auto") == "P?\nr1\nr2"
+    document = to_record({"text": "corpus text"})
+    assert record_text(document, "auto") == record_text(document, "text") == "corpus text"
+    with pytest.raises(RecordError, match="a document has no prompt"):
+        record_text(document, "prompt")
+
+
+def test_json_output_and_explicit_sidecars(tmp_path, peer_data):
+    out, removed, stats = tmp_path / "kept.json", tmp_path / "r.jsonl", tmp_path / "s.json"
+    result = dedup([str(peer_data / "identity.json")], str(out), removed=str(removed), stats=str(stats),
+                   threshold=0.7, on="response")
+    kept = json.loads(out.read_text(encoding="utf-8"))
+    assert isinstance(kept, list) and len(kept) == result["kept"] > 0
+    assert json.loads(stats.read_text())["in"] == len(kept) + len(read_jsonl(removed))
+    # identity.json answers are templated near-copies of each other: many go, none as "invalid".
+    assert all(r["reason"] == "duplicate" for r in read_jsonl(removed)) and result["removed_total"] > 10
