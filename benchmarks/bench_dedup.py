@@ -16,6 +16,7 @@ signature step alone: thresher's numpy path against ``MinHash.bulk``.
 
     python benchmarks/bench_dedup.py                    # ~10,000 records, a minute or two
     python benchmarks/bench_dedup.py --records 100000   # the figure quoted in the README
+    python benchmarks/bench_dedup.py --similarity-table # Jaccard by edit rate and n-gram size
 
 Corpus construction. Each original is 4-10 random sentences of one language
 (so originals share sentences now and then, as real corpora do). Planted
@@ -230,6 +231,41 @@ def signature_only(texts: list[str]) -> tuple[float, float]:
     return numpy_seconds, time.perf_counter() - start
 
 
+def similarity_table(args: argparse.Namespace, samples: int = 200) -> None:
+    """Median Jaccard of a copy vs. its original by token edit rate and n-gram size (the README's table)."""
+    from thresher.curate.minhash import jaccard
+    from thresher.curate.shingles import Shingler
+
+    rng = random.Random(args.seed)
+    pools, description = sentence_pools(args.peer_data, rng)
+    vocab = {
+        "en": sorted({w for s in pools["en"][:2000] for w in s.split()}),
+        "zh": sorted({c for s in pools["zh"][:2000] for c in s if "\u4e00" <= c <= "\u9fff"}),
+    }
+    rates = (0.005, 0.01, 0.02, 0.05)
+    print(f"median Jaccard of a copy with each token edited at a rate, {samples} samples, {description}")
+    print(f"{'':12}" + "".join(f"{r:>8.1%}" for r in rates) + f"{'<0.8 @1%':>10}{'unrelated max':>15}")
+    for lang, sizes in (("en", (3, 5, 7)), ("zh", (2, 3, 5))):
+        for n in sizes:
+            shingler = Shingler(n, n)
+            medians, below = [], 0.0
+            for rate in rates:
+                sims = []
+                for _ in range(samples):
+                    original = join(rng.sample(pools[lang], k=rng.randint(4, 10)), lang)
+                    sets = shingler.shingle_sets([original, edit(original, lang, rate, vocab[lang], rng)])
+                    sims.append(jaccard(*sets))
+                medians.append(sorted(sims)[samples // 2])
+                if rate == 0.01:
+                    below = sum(x < 0.8 for x in sims) / samples
+            unrelated = max(
+                jaccard(*shingler.shingle_sets([join(rng.sample(pools[lang], k=6), lang) for _ in range(2)]))
+                for _ in range(samples)
+            )
+            print(f"{lang + ' ' + str(n) + '-gram':12}" + "".join(f"{m:>8.2f}" for m in medians)
+                  + f"{below:>10.1%}{unrelated:>15.2f}")
+
+
 # ---------------------------------------------------------------- scoring and report
 
 
@@ -261,10 +297,15 @@ def main() -> None:
     parser.add_argument("--peer-data", type=Path, default=DEFAULT_PEER)
     parser.add_argument("--skip-baseline", action="store_true", help="thresher only (no speed ratio)")
     parser.add_argument("--json", type=Path, help="also write the results as JSON")
+    parser.add_argument("--similarity-table", action="store_true",
+                        help="only print median Jaccard by edit rate and n-gram size (for choosing settings)")
     parser.add_argument("--baseline-only", metavar="CORPUS", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.baseline_only:
         baseline_main(args.baseline_only, args.threshold)
+        return
+    if args.similarity_table:
+        similarity_table(args)
         return
 
     corpus = build_corpus(args)
