@@ -47,9 +47,6 @@ class Verdict:
     candidate_pairs: int = 0
     clusters: int = 0
 
-    def removed(self) -> np.ndarray:
-        return self.survivor >= 0
-
 
 def find_duplicates(
     keys: np.ndarray,
@@ -122,7 +119,7 @@ def find_duplicates(
     comp = component[group[candidates]]
     by_comp = candidates[np.lexsort((rank[candidates], comp))]
     comp_sorted = component[group[by_comp]]
-    starts = np.r_[True, comp_sorted[1:] != comp_sorted[:-1]]
+    starts = np.r_[True, comp_sorted[1:] != comp_sorted[:-1]][: len(by_comp)]  # no candidates: empty
     winner = by_comp[starts][np.cumsum(starts) - 1]
     losers = by_comp != winner
     lost, won = by_comp[losers], winner[losers]

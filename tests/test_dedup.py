@@ -440,3 +440,12 @@ def test_json_output_and_explicit_sidecars(tmp_path, peer_data):
     assert json.loads(stats.read_text())["in"] == len(kept) + len(read_jsonl(removed))
     # identity.json answers are templated near-copies of each other: many go, none as "invalid".
     assert all(r["reason"] == "duplicate" for r in read_jsonl(removed)) and result["removed_total"] > 10
+
+
+def test_against_when_every_input_is_contaminated(tmp_path):
+    rows = [{"text": EN}, {"text": ZH[0]}, {"text": EN.upper()}]
+    path = write_jsonl(tmp_path / "in.jsonl", rows)
+    stats = dedup([str(path)], str(tmp_path / "out.jsonl"), against=[str(path)])
+    assert stats["kept"] == 0 and stats["duplicates"] == {"exact": 3, "near": 0, "against": 3}
+    removed = read_jsonl(tmp_path / "out.removed.jsonl")
+    assert [r["detail"]["duplicate_of_source"] for r in removed] == [f"{path}:1", f"{path}:2", f"{path}:1"]
