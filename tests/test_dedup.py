@@ -87,6 +87,7 @@ MIXED = [
     "Hello, world",
     "我喜欢用Python写代码，真的 very much fun!",
     "ＡＢＣ ｄｅｆ，中文。Ünïcödé wörds — and_underscores 42 times",
+    json.loads('"half an emoji \\ud83d in JSON 😀 and 𠀀𠀁𠀂 ext-B"'),
     "abc def 中文 ünïcödé words and underscores 42",
     "",
     "。！",
