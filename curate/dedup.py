@@ -388,9 +388,10 @@ def _batches(
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", metavar="IN", help="record files or datasets folders")
-    parser.add_argument("-o", "--output", required=True, metavar="OUT", help="kept records (.jsonl or .json, optionally .gz)")
+    parser.add_argument("-o", "--output", required=True, metavar="OUT",
+                        help="kept records (.jsonl or .json, optionally .gz)")
     parser.add_argument("--threshold", type=float, default=0.8,
-                        help="Jaccard similarity of shingle sets at which two records are near duplicates (default 0.8)")
+                        help="Jaccard similarity of shingle sets at which records are near duplicates (default 0.8)")
     parser.add_argument("--exact-only", action="store_true", help="only remove exact duplicates (after normalisation)")
     parser.add_argument("--on", choices=ON_CHOICES, default="auto",
                         help="text compared: dialogue user turns (prompt), assistant turns (response), both (all); "
