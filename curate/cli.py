@@ -16,6 +16,7 @@ from importlib.metadata import PackageNotFoundError, version
 #: command -> (module that implements it, one-line help). Order is the help's order.
 COMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("thresher.curate.validate", "check record files against the data contract"),
+    "dedup": ("thresher.curate.dedup", "remove exact and near-duplicate records (MinHash LSH, Chinese-aware)"),
     "schema": ("thresher.curate.schema_export", "export the JSON Schema of every record kind"),
     "synth": ("thresher.curate.synth", "synthesize identity, answer, paraphrase and preference data via any OpenAI-compatible API"),
     "rename": ("thresher.curate.rename", "fill {{name}}-style placeholders and replace names in every string of every record"),
