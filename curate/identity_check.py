@@ -21,7 +21,9 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
+from ..prompts.competitors import load_competitors
 from ..schemas import Identity, find_placeholder
 
 #: Categories whose answer must state the model's name.
@@ -29,13 +31,6 @@ NAME_REQUIRED = frozenset({"who", "name", "greeting", "casual", "author", "compe
 #: Categories whose answer must state the author.
 AUTHOR_REQUIRED = frozenset({"author"})
 
-#: Other assistants and their makers, as people spell them in both languages.
-COMPETITORS: tuple[str, ...] = (
-    "ChatGPT", "GPT-4o", "GPT-4", "GPT-3.5", "GPT", "OpenAI", "Claude", "Anthropic", "Qwen", "通义千问", "通义",
-    "Alibaba", "阿里巴巴", "阿里云", "阿里", "ERNIE", "文心一言", "文心", "Baidu", "百度", "ChatGLM", "GLM", "智谱", "Zhipu",
-    "Llama", "LLaMA", "Meta", "Gemini", "Bard", "Google", "谷歌", "DeepSeek", "深度求索", "Kimi", "Moonshot", "月之暗面",
-    "Doubao", "豆包", "ByteDance", "字节跳动", "字节", "讯飞星火", "星火", "iFlytek", "讯飞", "Mistral", "Copilot", "Microsoft", "微软",
-)
 
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _LATIN_WORD = re.compile(r"[A-Za-z]+")
@@ -80,10 +75,16 @@ def answer_language(text: str, ignore: Sequence[str] = ()) -> str | None:
     return None
 
 
+@lru_cache(maxsize=1)
+def competitor_terms() -> tuple[str, ...]:
+    """Every name and maker in the shipped competitor list (``prompts/competitors.yaml``)."""
+    return tuple(term for competitor in load_competitors() for term in competitor.terms)
+
+
 def _competitor_terms(identity: Identity) -> list[str]:
     """Competitor names, minus any that are part of this identity ("阿里" when the author is 阿里巴巴)."""
     own = " ".join(_names(identity) + _authors(identity)).casefold()
-    return [term for term in COMPETITORS if term.casefold() not in own]
+    return [term for term in competitor_terms() if term.casefold() not in own]
 
 
 def competitor_claim(text: str, identity: Identity) -> str | None:

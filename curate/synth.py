@@ -266,7 +266,7 @@ def _answers(args: argparse.Namespace, console: Any) -> int:
 def _paraphrase(args: argparse.Namespace, console: Any) -> int:
     from .synth_inputs import load_prompts, record_dict, reference_answer, turns_of
     from .synth_jobs import report, run_jobs
-    from .synth_paraphrase import normalized_question, paraphrase_job
+    from .synth_paraphrase import paraphrase_job
     from .writers import read_jsonl_objects
 
     if args.k < 1:
@@ -274,8 +274,8 @@ def _paraphrase(args: argparse.Namespace, console: Any) -> int:
     config = client_config(args)
     output, rejects, stats = _paths(args)
     items = load_prompts(args.input)
-    seen = {normalized_question(item.instruction) for item in items}
-    seen |= {normalized_question(q) for row in read_jsonl_objects(output) if isinstance(q := _instruction_of(row), str)}
+    seen = [item.instruction for item in items]
+    seen += [q for row in read_jsonl_objects(output) if isinstance(q := _instruction_of(row), str)]
     dropped = [0]
 
     def records_for(item: Any) -> Any:

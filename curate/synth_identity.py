@@ -28,7 +28,7 @@ from ..schemas import QA, Identity
 from .identity_check import answer_language, check_answer
 from .llm import GenerationFailure, LLMClient, Request
 from .synth_jobs import Job, RunSummary, run_jobs
-from .synth_paraphrase import normalized_question, paraphrase_job
+from .synth_paraphrase import paraphrase_job
 from .writers import read_jsonl_objects
 
 
@@ -165,8 +165,8 @@ async def api_records(
     wanted = split_count(count, langs)
     bank = {lang: list(identity_questions(lang)) for lang in langs}
     if paraphrases > 0:
-        seen = {normalized_question(row["question"]) for rows in bank.values() for row in rows}
-        seen |= {normalized_question(row["question"]) for row in read_jsonl_objects(questions_path) if "question" in row}
+        seen = [row["question"] for rows in bank.values() for row in rows]
+        seen += [row["question"] for row in read_jsonl_objects(questions_path) if isinstance(row.get("question"), str)]
         dropped = [0]
         jobs = []
         for lang, rows in bank.items():

@@ -8,7 +8,6 @@ so the deduplication below has exactly one call site.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -29,24 +28,26 @@ class Paraphrases(BaseModel):
     paraphrases: list[str] = Field(description="meaning-preserving rewrites, each different from the original")
 
 
-def normalized_question(text: str) -> str:
-    """Case, spacing and punctuation folded away: what "the same question" means here."""
-    return re.sub(r"[\W_]+", "", text).casefold()
+#: Near-duplicate settings for questions: short texts compare best on word / character bigrams.
+QUESTION_THRESHOLD = 0.8
+QUESTION_NGRAM = 2
 
 
-def dedup_questions(candidates: list[str], seen: set[str]) -> list[str]:
-    """The candidates not seen before (adding them to ``seen``); exact match on normalised text.
+def dedup_questions(candidates: list[str], seen: list[str]) -> list[str]:
+    """The candidates that near-duplicate neither each other nor any question in ``seen``.
 
-    Placeholder until ``thresher.curate.dedup`` lands: at merge this body becomes
-    a near-duplicate (MinHash) query against that module's index. Keep this the
-    only place that decides what counts as a repeated question.
+    The survivors are appended to ``seen``. Exact (after normalisation) and
+    near duplicates (MinHash LSH, verified Jaccard >= ``QUESTION_THRESHOLD``)
+    both count, via ``thresher.curate.dedup.duplicate_of``.
     """
-    fresh = []
-    for text in candidates:
-        key = normalized_question(text)
-        if text.strip() and key not in seen:
-            seen.add(key)
-            fresh.append(text.strip())
+    from .dedup import duplicate_of
+
+    candidates = [text.strip() for text in candidates if text.strip()]
+    if not candidates:
+        return []
+    verdict = duplicate_of(seen + candidates, threshold=QUESTION_THRESHOLD, ngram=QUESTION_NGRAM)
+    fresh = [text for text, survivor in zip(candidates, verdict[len(seen):]) if survivor is None]
+    seen.extend(fresh)
     return fresh
 
 
@@ -61,7 +62,7 @@ def paraphrase_job(
     client: LLMClient,
     text: str,
     k: int,
-    seen: set[str],
+    seen: list[str],
     source: dict[str, Any],
     to_records: Callable[[list[str]], list[dict[str, Any]]],
     dropped: list[int],

@@ -34,8 +34,18 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[An
 
 
 def dumps(record: Any) -> str:
-    """One JSON line: UTF-8 text kept readable (no ``\\u`` escapes for Chinese)."""
-    return json.dumps(record, ensure_ascii=False)
+    """One JSON line: UTF-8 text kept readable (no ``\\u`` escapes for Chinese).
+
+    A lone surrogate (``"\\ud83d"`` in the input, half an emoji) cannot be
+    written as UTF-8; such a record is written with ASCII escapes instead, which
+    is still valid JSON and reads back to the same string.
+    """
+    text = json.dumps(record, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(record)
+    return text
 
 
 def write_json(path: str | os.PathLike[str], value: Any) -> None:

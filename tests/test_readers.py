@@ -120,3 +120,13 @@ def test_unreadable_inputs_raise_input_error_naming_the_file(tmp_path, name, con
 def test_a_folder_that_is_not_a_dataset(tmp_path):
     with pytest.raises(InputError, match="save_to_disk"):
         list(read_rows(tmp_path))
+
+
+def test_writers_round_trip_a_lone_surrogate(tmp_path):
+    from thresher.curate.writers import JsonlWriter, RecordWriter
+
+    record = {"text": "half an emoji \ud83d here", "zh": "中文"}
+    for path, writer in ((tmp_path / "a.jsonl", JsonlWriter), (tmp_path / "b.json", RecordWriter)):
+        with writer(path) as out:
+            out.write(record)
+        assert [data for _, data, _ in rows_of(path)] == [record]

@@ -289,7 +289,9 @@ def test_paraphrase_writes_distinct_rewrites_and_keeps_answers(tmp_path, threshe
 
     def rewriter(body):
         text = last_user(body).strip().rsplit("\n", 1)[-1]
-        rewrites = [f"{text}!", f"Please: {text}", f"Please: {text}", f"Kindly, {text}"]  # 1 echo, 1 repeat
+        # 1 echo, 1 repeat; the others differ enough to survive near-dedup
+        ask, need = f"Could you help me with this task, please? {text}", f"Here is what I need you to do today: {text}"
+        rewrites = [f"{text}!", ask, ask, need]
         return Reply(json.dumps({"paraphrases": rewrites}, ensure_ascii=False))
 
     out = tmp_path / "p.jsonl"
@@ -298,8 +300,10 @@ def test_paraphrase_writes_distinct_rewrites_and_keeps_answers(tmp_path, threshe
         assert len(server.requests) == 2
     records = lines(out)
     questions = [r["question"] for r in records]
-    assert sorted(questions) == sorted(["翻译成英文", "Please: 翻译成英文", "Kindly, 翻译成英文",
-                                        "Summarize the text.", "Please: Summarize the text.", "Kindly, Summarize the text."])
+    expected = []
+    for text in ("翻译成英文", "Summarize the text."):
+        expected += [text, f"Could you help me with this task, please? {text}", f"Here is what I need you to do today: {text}"]
+    assert sorted(questions) == sorted(expected)
     assert {r["answer"] for r in records if "翻译" in r["question"]} == {"Translate into English"}
     assert all(r["meta"]["template"] == "synth/paraphrase.md" for r in records)
     stats = json.loads((tmp_path / "p.stats.json").read_text())["stages"][0]
@@ -358,3 +362,15 @@ def test_a_repeated_input_is_asked_and_written_once(tmp_path, thresher):
     assert sorted(r["question"] for r in lines(out)) == ["other question", "same question"]
     stats = json.loads((tmp_path / "a.stats.json").read_text())["stages"][0]
     assert stats == {**stats, "in": 3, "skipped": 1, "succeeded": 2}
+
+
+def test_question_dedup_drops_near_duplicates_of_seen_and_of_each_other():
+    from thresher.curate.synth_paraphrase import dedup_questions
+
+    seen = ["你是谁开发的人工智能助手？", "What can you do for me?"]
+    fresh = dedup_questions(
+        ["你是谁开发的人工智能助手呢？", "你能帮我做哪些事情？", "你能帮我做哪些事情", "Who built you and when?", "what can you do for me"],
+        seen,
+    )
+    assert fresh == ["你能帮我做哪些事情？", "Who built you and when?"]
+    assert seen[2:] == fresh
