@@ -15,6 +15,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 #: command -> (module that implements it, one-line help). Order is the help's order.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("thresher.curate.demo", "run the whole self-cognition job offline on a tiny model (the quick start)"),
     "validate": ("thresher.curate.validate", "check record files against the data contract"),
     "dedup": ("thresher.curate.dedup", "remove exact and near-duplicate records (MinHash LSH, Chinese-aware)"),
     "schema": ("thresher.curate.schema_export", "export the JSON Schema of every record kind"),
@@ -26,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "stats": ("thresher.curate.stats", "dataset statistics: kinds, turns, lengths, languages, duplicates"),
     "filter": ("thresher.curate.filter", "keep or drop records by quality rules, identity hygiene and model scores"),
     "quality": ("thresher.curate.quality", "train a fastText quality classifier for `thresher filter`"),
+    "eval": ("thresher.train.eval_identity", "evaluate a model: identity pass rate and parrot rate"),
     "run": ("thresher.curate.recipe", "run a recipe: every stage of a job in order, resumable"),
 }
 

@@ -12,7 +12,7 @@ so "what we trained on" and "what we test for" can never drift apart.
 * ``who``, ``name``, ``greeting``, ``casual``, ``author``, ``competitor``: states the name;
 * ``author``: also states the author;
 * ``competitor``: also denies explicitly;
-* ``general`` (a non-identity prompt): must *not* name itself, which catches
+* ``general`` (a non-identity prompt): must *not* name itself or its author, which catches
   the "parrot" failure where a model answers everything with its name.
 """
 
@@ -145,6 +145,6 @@ def check_answer(category: str, answer: str, identity: Identity, lang: str) -> C
         reasons.append("missing_author")
     if category == "competitor" and not denies(answer, lang):
         reasons.append("no_denial")
-    if category == "general" and _contains(answer, _names(identity)):
+    if category == "general" and _contains(answer, _names(identity) + _authors(identity)):
         reasons.append("names_itself")
     return CheckResult(not reasons, reasons)

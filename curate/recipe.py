@@ -42,7 +42,7 @@ from .writers import write_json
 
 MANIFEST = "manifest.json"
 _VAR = re.compile(r"\$\{(\w+)\}")
-_REFERENCE = re.compile(r"@([\w.-]+?)(:[\d.]+)?")
+_REFERENCE = re.compile(r"@([\w.-]+?)(/[^:]+)?(:[\d.]+)?")
 
 
 class StageSpec(BaseModel):
@@ -56,6 +56,7 @@ class StageSpec(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict)
     output: str | None = None
     output_flag: str = "-o"
+    accept_exit: list[int] = Field(default_factory=lambda: [0], description="exit codes that let the run go on")
 
     @field_validator("name")
     @classmethod
@@ -86,7 +87,7 @@ class Recipe(BaseModel):
         return stages
 
 
-def load_recipe(path: str | Path, overrides: dict[str, str] | None = None) -> Recipe:
+def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> Recipe:
     """Read a recipe, apply ``--set`` overrides to its vars and substitute ``${var}``."""
     import yaml
 
@@ -158,16 +159,17 @@ class Runner:
         return self.run_dir / stage.name
 
     def resolve(self, value: Any, stage: StageSpec) -> Any:
-        """``@stage`` -> that stage's output (``@stage:0.5`` keeps the ``:0.5`` for ``mix``)."""
+        """``@stage`` -> that stage's output; ``@stage/train.jsonl`` a file inside it; ``@stage:0.5``
+        keeps the ``:0.5`` (a ``mix`` rate)."""
         if isinstance(value, list):
             return [self.resolve(v, stage) for v in value]
         reference = _REFERENCE.fullmatch(value) if isinstance(value, str) else None
         if reference is None:
             return value
-        name, rest = reference.group(1), reference.group(2) or ""
+        name, inside, rate = reference.group(1), reference.group(2) or "", reference.group(3) or ""
         if name not in self.outputs:
             raise ThresherError(f"stage {stage.name}: @{name} names no earlier stage with an output")
-        return f"{self.outputs[name]}{rest}"
+        return f"{self.outputs[name]}{inside}{rate}"
 
     def argv(self, stage: StageSpec) -> list[str]:
         """The exact command line this stage runs (also recorded in the manifest)."""
@@ -220,11 +222,12 @@ class Runner:
             start = time.perf_counter()
             code = thresher_main(argv)
             seconds = time.perf_counter() - start
-            if code not in (0, None):
+            if (code or 0) not in stage.accept_exit:
                 self._save()
                 raise ThresherError(f"stage {stage.name} failed (exit {code}): thresher {' '.join(argv)}")
             entry = {
                 "command": argv,
+                "exit": code or 0,
                 "fingerprint": fingerprint,
                 "inputs": self.input_hashes(argv),
                 "output": str(self.outputs.get(stage.name, self.stage_dir(stage))),
@@ -298,12 +301,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import yaml
+
     overrides = {}
     for item in args.overrides:
         key, sep, value = item.partition("=")
         if not sep:
             raise ThresherError(f"--set {item}: use VAR=VALUE")
-        overrides[key] = value
+        overrides[key] = yaml.safe_load(value) if value else None  # "false" -> False, "0.5" -> 0.5
     path = Path(args.recipe)
     recipe = load_recipe(path, overrides)
     run_dir = Path(args.out or recipe.run_dir or Path("thresher-run") / path.stem)

@@ -1,0 +1,1 @@
+"""Example recipes and data, shipped in the wheel so ``thresher demo`` runs from any folder."""
