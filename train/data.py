@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -171,9 +171,8 @@ def end_of_turn_ids(tokenizer: Any) -> list[int]:
     return ids
 
 
-def read_dialogues(paths: Iterable[str | Path], stage: Stage) -> list[tuple[Dialogue, Any]]:
-    """Every SFT record of ``paths`` with its row; other rows go to the stage's removed file."""
-    kept = []
+def read_dialogues(paths: Iterable[str | Path], stage: Stage) -> Iterator[tuple[Dialogue, Any]]:
+    """Stream every SFT record of ``paths`` with its row; other rows go to the stage's removed file."""
     for path in paths:
         for row in read_rows(path):
             stage.seen()
@@ -190,8 +189,7 @@ def read_dialogues(paths: Iterable[str | Path], stage: Stage) -> list[tuple[Dial
             if not isinstance(record, Dialogue):
                 stage.remove(row, "not_sft", kind=record.kind)
                 continue
-            kept.append((record, row))
-    return kept
+            yield record, row
 
 
 def load_examples(

@@ -8,6 +8,7 @@ both read them from the trained folder, never from the base model.
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +59,9 @@ def load_trained(model: str | Path, adapter: str | Path | None = None, base: str
     if adapter is not None:
         from peft import PeftModel
 
-        lm = PeftModel.from_pretrained(lm, str(adapter))
+        with warnings.catch_warnings():  # peft 0.21 calls a transformers API that 5.x deprecates
+            warnings.simplefilter("ignore", FutureWarning)
+            lm = PeftModel.from_pretrained(lm, str(adapter))
     lm.eval()
     return lm, tokenizer
 

@@ -11,6 +11,7 @@ training taught the model to stop.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -118,7 +119,9 @@ def load_model(config: TrainConfig, tokenizer: Any, added_tokens: list[str]) -> 
         # New ChatML markers start random: train just their embedding rows, not the whole matrix.
         trainable_token_indices=tokenizer.convert_tokens_to_ids(added_tokens) if added_tokens else None,
     )
-    return get_peft_model(model, lora)
+    with warnings.catch_warnings():  # peft 0.21 calls a transformers API that 5.x deprecates
+        warnings.simplefilter("ignore", FutureWarning)
+        return get_peft_model(model, lora)
 
 
 def check_resume(config: TrainConfig, out: Path) -> None:
