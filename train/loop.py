@@ -17,6 +17,15 @@ Devices, mixed precision and multi-GPU come from ``accelerate``: the same
 script runs under ``python``, ``accelerate launch`` and ``torchrun``. Batches
 are sharded by process (process ``i`` takes micro-batches ``i, i+n, ...``).
 
+Adding an objective (reward model, DPO): write a class with ``unit``,
+``count(batch)``, ``loss(model, batch) -> (loss_sum, metric_sums)`` and
+``finalize(means)``; build ``batches(epoch) -> Sequence[dict[str, Tensor]]``
+(deterministic per epoch, e.g. ``collate.Batches``); subclass ``TrainConfig``
+for extra flags; call ``check_output(config)`` first, then
+``train(config, model, objective, batches, eval_batches, accelerator,
+Artifacts(save_extras))``. Checkpointing, resume, logging and the plot come
+with it.
+
 Checkpoints (``OUT/checkpoints/step-N``) hold the model or adapter as plain
 Hugging Face files plus optimizer, scheduler, per-process RNG states and the
 data position (epoch, micro-batch index); ``resume`` restores all of it and

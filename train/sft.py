@@ -74,7 +74,10 @@ def load_tokenizer(config: TrainConfig) -> tuple[Any, str, list[str]]:
     """The model's tokenizer with the chat template settled (see ``template``) and a pad token."""
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(config.model)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(config.model)
+    except (OSError, ValueError) as exc:
+        raise ThresherError(f"--model {config.model}: cannot load its tokenizer: {exc}") from None
     source, added = apply_template(tokenizer, config.chat_template)
     if tokenizer.pad_token is None:
         # Padding positions carry no label and are masked out, so reusing EOS as pad is harmless.
