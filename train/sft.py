@@ -98,6 +98,7 @@ def load_model(config: TrainConfig, tokenizer: Any, added_tokens: list[str]) -> 
         from transformers import BitsAndBytesConfig
 
         kwargs["dtype"] = half
+        kwargs["device_map"] = {"": torch.cuda.current_device()}  # this process's GPU (accelerate set it)
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=half
         )
