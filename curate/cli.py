@@ -27,6 +27,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "stats": ("thresher.curate.stats", "dataset statistics: kinds, turns, lengths, languages, duplicates"),
     "filter": ("thresher.curate.filter", "keep or drop records by quality rules, identity hygiene and model scores"),
     "quality": ("thresher.curate.quality", "train a fastText quality classifier for `thresher filter`"),
+    "train": ("thresher.train.cli", "train a model: sft (full, LoRA, QLoRA)"),
+    "export": ("thresher.train.export", "export a trained model: merge a LoRA adapter into its base"),
+    "chat": ("thresher.train.chat", "chat with a model or adapter in the terminal (streaming)"),
+    "model": ("thresher.train.tiny", "model utilities: build a tiny random model for smoke tests"),
     "eval": ("thresher.train.eval_identity", "evaluate a model: identity pass rate and parrot rate"),
     "run": ("thresher.curate.recipe", "run a recipe: every stage of a job in order, resumable"),
 }

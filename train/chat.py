@@ -1,0 +1,64 @@
+"""``thresher chat``: talk to a trained model in the terminal, replies streamed as they are generated.
+
+Each reply ends at the chat template's end-of-turn token (read from the
+trained folder, as training saw it). Typed lines are user turns; ``/reset``
+clears the history, ``/exit`` (or end of input) quits. Input may be piped:
+``echo "Who are you?" | thresher chat --model OUT`` answers and exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, metavar="OUT_OR_MERGED", help="trained output, merged model or model id")
+    parser.add_argument("--adapter", metavar="DIR", help="LoRA adapter to apply to --model")
+    parser.add_argument("--system", metavar="TEXT", help="system prompt for the conversation")
+    parser.add_argument("--max-new-tokens", type=int, default=512, help="longest reply in tokens (default 512)")
+    parser.add_argument("--temperature", type=float, default=0.0, help="sampling temperature; 0 is greedy (default)")
+
+
+def user_turns(stream=sys.stdin):  # noqa: ANN001, ANN201 - a text stream in, strings out
+    """Lines typed (with a prompt on a terminal) or piped in, without their newline."""
+    interactive = stream.isatty()
+    while True:
+        if interactive:
+            try:
+                line = input("you> ")
+            except EOFError:
+                return
+        else:
+            line = stream.readline()
+            if not line:
+                return
+        yield line.rstrip("\n")
+
+
+def run(args: argparse.Namespace) -> int:
+    from transformers import TextStreamer
+
+    from .inference import generate_reply, load_trained
+
+    model, tokenizer = load_trained(args.model, args.adapter)
+    system = [{"role": "system", "content": args.system}] if args.system else []
+    history: list[dict[str, str]] = []
+    streamer = TextStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+    for line in user_turns():
+        if line.strip() == "/exit":
+            break
+        if line.strip() == "/reset":
+            history = []
+            continue
+        if not line.strip():
+            continue
+        history.append({"role": "user", "content": line})
+        sys.stdout.write("assistant> ")
+        sys.stdout.flush()
+        reply, stopped = generate_reply(model, tokenizer, system + history, args.max_new_tokens,
+                                        args.temperature, streamer)
+        if not stopped:
+            print(f"[reply cut at --max-new-tokens {args.max_new_tokens}]", file=sys.stderr)
+        history.append({"role": "assistant", "content": reply})
+    return 0

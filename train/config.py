@@ -1,0 +1,146 @@
+"""One typed training config for flags and YAML alike.
+
+Precedence: field defaults < ``--config FILE.yaml`` < flags given on the
+command line. The resolved config is written to ``OUT/train_config.yaml``;
+that file is itself a valid ``--config``, so any run can be repeated.
+``TrainConfig`` holds the flags every objective shares (SFT, reward model,
+DPO); an objective with extra knobs subclasses it and adds its own flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ..curate.errors import ThresherError
+
+CONFIG_FILE = "train_config.yaml"
+
+
+class TrainConfig(BaseModel):
+    """Every knob of a training run; ``lr`` defaults by method (1e-4 LoRA/QLoRA, 1e-5 full)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(description="model folder or hub id")
+    data: list[str] = Field(min_length=1, description="training record files")
+    output: str = Field(description="output folder")
+    method: Literal["lora", "full", "qlora"] = "lora"
+    eval_data: list[str] = Field(default_factory=list, description="evaluation record files")
+    val_size: float = Field(0.0, ge=0, description="held-out fraction (<1) or count (>=1) of the training data")
+    epochs: float = Field(3.0, gt=0)
+    max_steps: int | None = Field(None, gt=0, description="optimizer steps; overrides epochs")
+    lr: float | None = Field(None, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    batch_size: int = Field(4, gt=0, description="rows per device per micro-batch")
+    grad_accum: int = Field(2, gt=0, description="micro-batches per optimizer step")
+    max_len: int = Field(2048, gt=1)
+    packing: bool = False
+    lora_r: int = Field(8, gt=0)
+    lora_alpha: float = Field(16.0, gt=0)
+    lora_dropout: float = Field(0.05, ge=0, lt=1)
+    lora_target: str = Field("all-linear", description="'all-linear' or comma-separated module names")
+    warmup_ratio: float = Field(0.03, ge=0, lt=1)
+    scheduler: Literal["cosine", "linear", "constant"] = "cosine"
+    seed: int = 42
+    save_steps: int | None = Field(None, gt=0, description="checkpoint every N steps (default: each epoch end)")
+    save_total_limit: int = Field(2, gt=0, description="checkpoints kept (newest)")
+    eval_steps: int | None = Field(None, gt=0, description="evaluate every N steps (default: each epoch end)")
+    resume: bool = False
+    system: str | None = Field(None, description="system prompt for dialogues that have none")
+    chat_template: str | None = Field(None, description="Jinja chat template file")
+
+    @field_validator("data", "eval_data", mode="before")
+    @classmethod
+    def _one_or_more(cls, value: Any) -> Any:
+        """YAML may name a single file without a list."""
+        return [value] if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _defaults(self) -> TrainConfig:
+        if self.lr is None:
+            self.lr = 1e-5 if self.method == "full" else 1e-4
+        if self.eval_data and self.val_size:
+            raise ValueError("give --eval-data or --val-size, not both")
+        return self
+
+    def lora_targets(self) -> str | list[str]:
+        """peft's ``target_modules``: the string ``all-linear`` or a list of names."""
+        if self.lora_target == "all-linear":
+            return "all-linear"
+        return [name.strip() for name in self.lora_target.split(",") if name.strip()]
+
+    def save(self, folder: str | Path) -> Path:
+        """Write the resolved config as YAML (atomically); returns the path."""
+        import yaml
+
+        from ..curate.writers import atomic_open
+
+        path = Path(folder) / CONFIG_FILE
+        with atomic_open(path) as handle:
+            yaml.safe_dump(self.model_dump(mode="json"), handle, sort_keys=False, allow_unicode=True)
+        return path
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """A YAML config as a dict with ``-`` in keys read as ``_`` (flags and keys spell alike)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except OSError as exc:
+        raise ThresherError(f"{path}: cannot read config: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ThresherError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ThresherError(f"{path}: a config must be a mapping of option: value")
+    return {str(key).replace("-", "_"): value for key, value in data.items()}
+
+
+def resolve(cls: type[TrainConfig], args: argparse.Namespace) -> TrainConfig:
+    """Build ``cls`` from ``--config`` and the flags actually given (flags win)."""
+    given = {k: v for k, v in vars(args).items() if k in cls.model_fields}
+    merged = {**(read_yaml(args.config) if getattr(args, "config", None) else {}), **given}
+    try:
+        return cls.model_validate(merged)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"--{'.'.join(map(str, e['loc'])).replace('_', '-') or 'config'}: {e['msg']}" for e in exc.errors()
+        )
+        raise ThresherError(problems) from None
+
+
+def add_training_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags every ``thresher train`` command shares; unset flags stay unset (YAML may fill them)."""
+    S = argparse.SUPPRESS
+    parser.add_argument("--model", default=S, help="model folder or hub id")
+    parser.add_argument("--data", nargs="+", default=S, metavar="FILE", help="training record files")
+    parser.add_argument("-o", "--output", default=S, metavar="OUT", help="output folder")
+    parser.add_argument("--config", metavar="FILE.yaml", help="YAML config; flags given here override it")
+    parser.add_argument("--method", choices=("lora", "full", "qlora"), default=S, help="lora (default), full or qlora (CUDA only)")
+    parser.add_argument("--eval-data", nargs="+", default=S, metavar="FILE", help="evaluation record files")
+    parser.add_argument("--val-size", type=float, default=S, help="hold out this fraction (<1) or count (>=1) for evaluation")
+    parser.add_argument("--epochs", type=float, default=S, help="epochs (default 3)")
+    parser.add_argument("--max-steps", type=int, default=S, help="optimizer steps; overrides --epochs")
+    parser.add_argument("--lr", type=float, default=S, help="peak learning rate (default 1e-4 LoRA, 1e-5 full)")
+    parser.add_argument("--weight-decay", type=float, default=S, help="AdamW weight decay (default 0)")
+    parser.add_argument("--batch-size", type=int, default=S, help="rows per device per micro-batch (default 4)")
+    parser.add_argument("--grad-accum", type=int, default=S, help="micro-batches per optimizer step (default 2)")
+    parser.add_argument("--max-len", type=int, default=S, help="max tokens per record (default 2048)")
+    parser.add_argument("--packing", action="store_true", default=S, help="pack several records per row")
+    parser.add_argument("--lora-r", type=int, default=S, help="LoRA rank (default 8)")
+    parser.add_argument("--lora-alpha", type=float, default=S, help="LoRA alpha (default 16)")
+    parser.add_argument("--lora-dropout", type=float, default=S, help="LoRA dropout (default 0.05)")
+    parser.add_argument("--lora-target", default=S, help="'all-linear' (default) or comma-separated module names")
+    parser.add_argument("--warmup-ratio", type=float, default=S, help="warmup fraction of steps (default 0.03)")
+    parser.add_argument("--scheduler", choices=("cosine", "linear", "constant"), default=S, help="decay after warmup (default cosine)")
+    parser.add_argument("--seed", type=int, default=S, help="seed for init, data order and dropout (default 42)")
+    parser.add_argument("--save-steps", type=int, default=S, help="checkpoint every N steps (default: each epoch)")
+    parser.add_argument("--save-total-limit", type=int, default=S, help="checkpoints kept, newest first (default 2)")
+    parser.add_argument("--eval-steps", type=int, default=S, help="evaluate every N steps (default: each epoch)")
+    parser.add_argument("--resume", action="store_true", default=S, help="continue from the newest checkpoint in OUT")
+    parser.add_argument("--system", default=S, metavar="TEXT", help="system prompt for records without one")
+    parser.add_argument("--chat-template", default=S, metavar="FILE", help="Jinja chat template (default: the tokenizer's, else ChatML)")

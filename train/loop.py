@@ -1,0 +1,477 @@
+"""The one training loop: SFT, reward models and DPO all run through ``train``.
+
+Read it top to bottom: build the schedule, (maybe) restore a checkpoint, then
+for every optimizer step take a *window* of ``grad_accum`` micro-batches,
+back-propagate each micro-batch's summed loss divided by the number of units
+(trained tokens, pairs) in the whole window, clip at 1.0, step, log, evaluate,
+checkpoint. Dividing by the window's count (summed over all processes) makes
+accumulation exactly a larger batch, however the tokens fall across
+micro-batches.
+
+What is trained is an ``Objective``: it counts the units of a batch and
+returns the summed loss plus summed metrics. SFT is one objective
+(``sft.SFTObjective``); a reward model or DPO is another, with its own
+batches; the loop does not change.
+
+Devices, mixed precision and multi-GPU come from ``accelerate``: the same
+script runs under ``python``, ``accelerate launch`` and ``torchrun``. Batches
+are sharded by process (process ``i`` takes micro-batches ``i, i+n, ...``).
+
+Adding an objective (reward model, DPO): write a class with ``unit``,
+``count(batch)``, ``loss(model, batch) -> (loss_sum, metric_sums)`` and
+``finalize(means)``; build ``batches(epoch) -> Sequence[dict[str, Tensor]]``
+(deterministic per epoch, e.g. ``collate.Batches``); subclass ``TrainConfig``
+for extra flags; call ``check_output(config)`` first, then
+``train(config, model, objective, batches, eval_batches, accelerator,
+Artifacts(save_extras))``. Checkpointing, resume, logging and the plot come
+with it.
+
+Checkpoints (``OUT/checkpoints/step-N``) hold the model or adapter as plain
+Hugging Face files plus optimizer, scheduler, per-process RNG states and the
+data position (epoch, micro-batch index); ``resume`` restores all of it and
+continues with the same loss curve as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+from ..curate.errors import ThresherError
+from .config import CONFIG_FILE, TrainConfig, read_yaml
+
+CHECKPOINTS = "checkpoints"
+METRICS_FILE = "metrics.jsonl"
+STATE_FILE = "trainer_state.json"
+
+
+class Objective(Protocol):
+    """What the loop optimises; one implementation per training kind.
+
+    ``unit`` names what ``count`` counts ("tokens", "pairs"): the loss of a
+    window is ``sum(loss_sum) / sum(count)`` over its micro-batches, and
+    every metric is reported as ``sum(metric_sum) / sum(count)``.
+    """
+
+    unit: str
+
+    def count(self, batch: dict[str, Any]) -> int:
+        """Units in ``batch`` that carry loss (computed before the forward pass)."""
+        ...
+
+    def loss(self, model: Any, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(summed loss over the batch's units, summed metrics over the same units)."""
+        ...
+
+    def finalize(self, means: dict[str, float]) -> dict[str, float]:
+        """Derived metrics from the means (e.g. perplexity from the loss)."""
+        ...
+
+
+#: ``epoch -> batches for that epoch``; must depend only on the epoch (and a seed) for exact resume.
+BatchSource = Callable[[int], Sequence[dict[str, Any]]]
+
+
+@dataclass
+class Artifacts:
+    """How to write a usable model folder: weights, plus tokenizer/template/generation config."""
+
+    save_extras: Callable[[Path], None] = lambda folder: None
+
+
+@dataclass
+class LoopState:
+    """Where training is: saved in every checkpoint as ``trainer_state.json``."""
+
+    step: int = 0
+    epoch: int = 0
+    batch_index: int = 0  # next global micro-batch of ``epoch``
+    units_seen: int = 0
+    log: list[dict[str, Any]] = field(default_factory=list)
+
+
+def build_accelerator(seed: int) -> Any:
+    """bf16 autocast where the GPU supports it, fp16 on older GPUs, fp32 on CPU."""
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    if torch.cuda.is_available():
+        precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    else:
+        precision = "no"
+    accelerator = Accelerator(mixed_precision=precision, cpu=not torch.cuda.is_available())  # cpu: gloo for torchrun on CPU
+    set_seed(seed)
+    return accelerator
+
+
+def local_windows(num_batches: int, grad_accum: int, processes: int, rank: int) -> list[list[int]]:
+    """Global micro-batch indices this process runs, grouped by optimizer step.
+
+    An epoch uses a multiple of ``processes`` micro-batches (at most
+    ``processes - 1`` are skipped, never on one GPU) so every process joins
+    every gradient all-reduce; the last window may be short.
+    """
+    usable = num_batches - num_batches % processes
+    per_window = grad_accum * processes
+    return [
+        [i for i in range(start, min(start + per_window, usable)) if i % processes == rank]
+        for start in range(0, usable, per_window)
+    ]
+
+
+def run_window(
+    model: Any, objective: Objective, window: Sequence[dict[str, Any]], accelerator: Any
+) -> tuple[float, dict[str, float], int]:
+    """Forward and backward one accumulation window; return (mean loss, metric means, units).
+
+    Gradients accumulate in ``.grad``; the caller steps the optimizer.
+    """
+    device = accelerator.device
+    local = sum(objective.count(batch) for batch in window)
+    total = int(accelerator.reduce(torch.tensor(local, device=device), reduction="sum"))
+    if total == 0:
+        raise RuntimeError("an accumulation window has no units to train on")
+    # DDP averages gradients over processes; scale so the result is the sum over all units / total.
+    scale = accelerator.num_processes / total
+    loss_sum = torch.zeros((), device=device)
+    metric_sums: dict[str, torch.Tensor] = {}
+    for index, batch in enumerate(window):
+        batch = {key: value.to(device) for key, value in batch.items()}
+        sync = index == len(window) - 1
+        with nullcontext() if sync else accelerator.no_sync(model):
+            batch_loss, metrics = objective.loss(model, batch)
+            accelerator.backward(batch_loss * scale)
+        loss_sum += batch_loss.detach().float()
+        for key, value in metrics.items():
+            metric_sums[key] = metric_sums.get(key, 0) + value.detach().float()
+    loss = float(accelerator.reduce(loss_sum, reduction="sum")) / total
+    means = {key: float(accelerator.reduce(value, reduction="sum")) / total for key, value in metric_sums.items()}
+    return loss, means, total
+
+
+@torch.no_grad()
+def evaluate(model: Any, objective: Objective, batches: Sequence[dict[str, Any]], accelerator: Any) -> dict[str, float]:
+    """Mean loss and metrics over every eval batch (all processes), prefixed ``eval_``.
+
+    Processes may hold different numbers of eval batches, so the forward runs
+    on the unwrapped model: a DDP forward would wait for the other processes.
+    """
+    from accelerate.utils import gather_object
+
+    model = accelerator.unwrap_model(model)
+    model.eval()
+    sums: dict[str, float] = {"loss": 0.0, "units": 0.0}
+    for index in range(accelerator.process_index, len(batches), accelerator.num_processes):
+        batch = {key: value.to(accelerator.device) for key, value in batches[index].items()}
+        batch_loss, metrics = objective.loss(model, batch)
+        sums["loss"] += float(batch_loss)
+        sums["units"] += objective.count(batch)
+        for key, value in metrics.items():
+            sums[key] = sums.get(key, 0.0) + float(value)
+    model.train()
+    # One gather of plain dicts: a process without eval batches has no metric keys to reduce.
+    totals: dict[str, float] = {}
+    for part in gather_object([sums]) if accelerator.num_processes > 1 else [sums]:
+        for key, value in part.items():
+            totals[key] = totals.get(key, 0.0) + value
+    units = totals.pop("units")
+    if units == 0:
+        return {}
+    means = {key: value / units for key, value in totals.items()}
+    return {f"eval_{key}": value for key, value in objective.finalize(means).items()}
+
+
+def build_scheduler(config: TrainConfig, optimizer: Any, total_steps: int) -> Any:
+    """Linear warmup over ``warmup_ratio`` of the steps, then cosine, linear or constant."""
+    from transformers import get_scheduler
+
+    name = "constant_with_warmup" if config.scheduler == "constant" else config.scheduler
+    warmup = math.ceil(config.warmup_ratio * total_steps)
+    return get_scheduler(name, optimizer, num_warmup_steps=warmup, num_training_steps=total_steps)
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+def save_weights(model: Any, folder: Path) -> None:
+    """The model (full) or adapter (PEFT) as plain Hugging Face files."""
+    model.save_pretrained(folder, safe_serialization=True)
+
+
+def load_weights(model: Any, folder: Path) -> None:
+    """Restore what ``save_weights`` wrote into an already built model."""
+    from safetensors.torch import load_file
+
+    if hasattr(model, "peft_config"):
+        from peft import load_peft_weights, set_peft_model_state_dict
+
+        set_peft_model_state_dict(model, load_peft_weights(str(folder), device="cpu"))
+        return
+    state: dict[str, torch.Tensor] = {}
+    for file in sorted(folder.glob("model*.safetensors")):
+        state.update(load_file(file))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    tied = set(getattr(model, "all_tied_weights_keys", {}) or {})
+    if unexpected or set(missing) - tied:
+        raise RuntimeError(f"checkpoint {folder} does not fit the model: missing {missing}, unexpected {unexpected}")
+
+
+def rng_state() -> dict[str, Any]:
+    import numpy as np
+
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    import numpy as np
+
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(
+    out: Path, state: LoopState, model: Any, optimizer: Any, scheduler: Any, accelerator: Any,
+    artifacts: Artifacts, keep: int,
+) -> Path:
+    """Write ``checkpoints/step-N`` (complete or absent) and keep only the newest ``keep``."""
+    folder = out / CHECKPOINTS / f"step-{state.step}"
+    partial = folder.with_name(folder.name + ".partial")
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        save_weights(accelerator.unwrap_model(model), partial)
+        artifacts.save_extras(partial)
+        torch.save(optimizer.state_dict(), partial / "optimizer.pt")
+        torch.save(scheduler.state_dict(), partial / "scheduler.pt")
+        position = {key: value for key, value in state.__dict__.items() if key != "log"}
+        (partial / STATE_FILE).write_text(json.dumps(position, indent=1), encoding="utf-8")
+    accelerator.wait_for_everyone()
+    torch.save(rng_state(), partial / f"rng_{accelerator.process_index}.pt")
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        shutil.rmtree(folder, ignore_errors=True)
+        partial.rename(folder)
+        for old in checkpoints(out)[:-keep]:
+            shutil.rmtree(old)
+    accelerator.wait_for_everyone()
+    return folder
+
+
+def checkpoints(out: Path) -> list[Path]:
+    """Complete checkpoints of ``out``, oldest first."""
+    folder = out / CHECKPOINTS
+    found = [p for p in folder.glob("step-*") if p.is_dir() and p.name.split("-", 1)[1].isdigit()]
+    return sorted(found, key=lambda p: int(p.name.split("-", 1)[1]))
+
+
+def load_checkpoint(folder: Path, model: Any, optimizer: Any, scheduler: Any, accelerator: Any) -> LoopState:
+    """Restore everything ``save_checkpoint`` wrote; returns the data position to continue from."""
+    load_weights(accelerator.unwrap_model(model), folder)
+    optimizer.load_state_dict(torch.load(folder / "optimizer.pt", map_location="cpu", weights_only=False))
+    scheduler.load_state_dict(torch.load(folder / "scheduler.pt", weights_only=False))
+    set_rng_state(torch.load(folder / f"rng_{accelerator.process_index}.pt", weights_only=False))
+    return LoopState(**json.loads((folder / STATE_FILE).read_text(encoding="utf-8")))
+
+
+def check_output(config: TrainConfig) -> None:
+    """Call before loading anything: a fresh run must not silently mix with an old one in OUT,
+    and a resumed run must use the settings it started with (else its curve is not a continuation)."""
+    out = Path(config.output)
+    saved = out / CONFIG_FILE
+    if not config.resume:
+        if checkpoints(out):
+            raise ThresherError(f"{out} already holds checkpoints: pass --resume to continue, or choose a new -o")
+        return
+    if not saved.exists():
+        raise ThresherError(f"--resume: {out} has no {CONFIG_FILE}; nothing to resume")
+    before = {**read_yaml(saved), "resume": True}
+    now = config.model_dump(mode="json")
+    changed = sorted(k for k in now if before.get(k) != now[k])
+    if changed:
+        raise ThresherError(f"--resume with different settings ({', '.join(changed)}); use the settings of {saved}")
+
+
+# ---------------------------------------------------------------- logging
+
+
+class MetricsLog:
+    """``metrics.jsonl`` (one JSON object per line) and ``loss.png`` from the same records."""
+
+    def __init__(self, out: Path, enabled: bool) -> None:
+        self.path = out / METRICS_FILE
+        self.enabled = enabled
+
+    def restart_after(self, step: int) -> list[dict[str, Any]]:
+        """Drop lines past ``step`` (an interrupted run logged beyond its last checkpoint); return the rest."""
+        if not self.path.exists():
+            return []
+        lines = self.path.read_text(encoding="utf-8").splitlines()
+        kept = [json.loads(line) for line in lines if line.strip()]
+        kept = [record for record in kept if record.get("step", 0) <= step]
+        if self.enabled:
+            self.path.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
+        return kept
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self.enabled:
+            with self.path.open("a", encoding="utf-8") as handle:
+                handle.write(json.dumps(record) + "\n")
+
+    def plot(self) -> Path | None:
+        """``loss.png``: train loss per step and eval loss; skipped without matplotlib."""
+        try:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+        except ImportError:
+            return None
+        if not (self.enabled and self.path.exists()):
+            return None
+        records = [json.loads(line) for line in self.path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        train = [(r["step"], r["loss"]) for r in records if "loss" in r]
+        evals = [(r["step"], r["eval_loss"]) for r in records if "eval_loss" in r]
+        figure, axes = plt.subplots(figsize=(7, 4))
+        if train:
+            axes.plot(*zip(*train), label="train loss", linewidth=1)
+        if evals:
+            axes.plot(*zip(*evals), "o-", label="eval loss")
+        axes.set_xlabel("step")
+        axes.set_ylabel("loss")
+        axes.legend()
+        axes.grid(alpha=0.3)
+        figure.tight_layout()
+        target = self.path.with_name("loss.png")
+        figure.savefig(target, dpi=100)
+        plt.close(figure)
+        return target
+
+
+def progress_bar(enabled: bool) -> Any:
+    """A rich progress bar with loss, lr, throughput and ETA (a no-op off the main process)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[stats]}"), TimeRemainingColumn(), disable=not enabled,
+    )
+
+
+# ---------------------------------------------------------------- the loop
+
+
+def train(
+    config: TrainConfig,
+    model: Any,
+    objective: Objective,
+    batches: BatchSource,
+    eval_batches: Sequence[dict[str, Any]] = (),
+    accelerator: Any = None,
+    artifacts: Artifacts | None = None,
+) -> LoopState:
+    """Train ``model`` on ``objective`` as ``config`` says; write checkpoints, logs and the final model to OUT.
+
+    ``batches(epoch)`` must return the same batches for the same epoch in
+    every run (resume relies on it). Returns the final state (its ``log``
+    holds every logged record).
+    """
+    out = Path(config.output)
+    accelerator = accelerator or build_accelerator(config.seed)
+    artifacts = artifacts or Artifacts()
+    main = accelerator.is_main_process
+    out.mkdir(parents=True, exist_ok=True)
+
+    first = batches(0)
+    windows_per_epoch = len(local_windows(len(first), config.grad_accum, accelerator.num_processes, 0))
+    if windows_per_epoch == 0:
+        raise RuntimeError("not enough batches for one optimizer step")
+    total_steps = config.max_steps or math.ceil(config.epochs * windows_per_epoch)
+    save_every = config.save_steps or windows_per_epoch
+    eval_every = config.eval_steps or windows_per_epoch
+
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = build_scheduler(config, optimizer, total_steps)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    # The scheduler is not passed to prepare(): it steps once per optimizer step, on every process alike.
+
+    state = LoopState()
+    log = MetricsLog(out, main)
+    found = checkpoints(out) if config.resume else []
+    if found:
+        state = load_checkpoint(found[-1], model, optimizer, scheduler, accelerator)
+        state.log = log.restart_after(state.step)
+        if main:
+            print(f"resumed from {found[-1]} (step {state.step})")
+    elif main:
+        if config.resume:
+            print(f"no checkpoint in {out / CHECKPOINTS}: starting from step 0")
+        log.path.unlink(missing_ok=True)
+
+    model.train()
+    epoch_batches = first if state.epoch == 0 else batches(state.epoch)
+    started = time.perf_counter()
+    units_at_start = state.units_seen
+    with progress_bar(main) as bar:
+        task = bar.add_task("train", total=total_steps, completed=state.step, stats="")
+        while state.step < total_steps:
+            windows = local_windows(len(epoch_batches), config.grad_accum, accelerator.num_processes,
+                                    accelerator.process_index)
+            per_window = config.grad_accum * accelerator.num_processes
+            position = state.batch_index // per_window
+            if position >= len(windows):
+                state.epoch, state.batch_index = state.epoch + 1, 0
+                epoch_batches = batches(state.epoch)
+                continue
+            window = [epoch_batches[i] for i in windows[position]]
+            loss, metrics, units = run_window(model, objective, window, accelerator)
+            grad_norm = accelerator.clip_grad_norm_(trainable, 1.0)
+            lr = scheduler.get_last_lr()[0]
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            state.step += 1
+            state.batch_index += per_window
+            state.units_seen += units
+            elapsed = time.perf_counter() - started
+            record = {
+                "step": state.step,
+                "epoch": round(state.epoch + min(state.batch_index, len(epoch_batches)) / len(epoch_batches), 4),
+                "loss": loss,
+                **objective.finalize({"loss": loss, **metrics}),
+                "lr": lr,
+                "grad_norm": float(grad_norm),
+                f"{objective.unit}_per_s": (state.units_seen - units_at_start) / max(elapsed, 1e-9),
+            }
+            if eval_batches and (state.step % eval_every == 0 or state.step == total_steps):
+                record.update(evaluate(model, objective, eval_batches, accelerator))
+            log.write(record)
+            state.log.append(record)
+            bar.update(task, completed=state.step, stats=(
+                f"loss {loss:.4f} lr {lr:.2e} {record[f'{objective.unit}_per_s']:.0f} {objective.unit}/s"))
+            if state.step % save_every == 0 and state.step < total_steps:
+                save_checkpoint(out, state, model, optimizer, scheduler, accelerator, artifacts,
+                                config.save_total_limit)
+    accelerator.wait_for_everyone()
+    if main:
+        save_weights(accelerator.unwrap_model(model), out)
+        artifacts.save_extras(out)
+        log.plot()
+    return state
