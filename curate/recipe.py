@@ -178,7 +178,7 @@ class Runner:
             resolved = self.resolve(item, stage)
             args.append(resolved if item.startswith("@") else str(self._input_path(resolved)))
         for key, value in stage.options.items():
-            flag = "--" + key.replace("_", "-")
+            flag = ("-" if len(key) == 1 else "--") + key.replace("_", "-")
             value = self.resolve(value, stage)
             if value is True:
                 args.append(flag)
@@ -220,7 +220,10 @@ class Runner:
             forced = True  # once a stage reruns, everything after it sees new inputs
             self.stage_dir(stage).mkdir(parents=True, exist_ok=True)
             start = time.perf_counter()
-            code = thresher_main(argv)
+            try:
+                code = thresher_main(argv)
+            except SystemExit as exc:  # argparse rejected the stage's options
+                code = exc.code if isinstance(exc.code, int) else 2
             seconds = time.perf_counter() - start
             if (code or 0) not in stage.accept_exit:
                 self._save()
@@ -276,21 +279,48 @@ def content_hash(path: Path) -> str:
 
 
 def collect_counts(stage_dir: Path) -> dict[str, Any]:
-    """Counts a stage reported: its stats JSON files, training metrics, eval report."""
+    """What a stage reported: counts from its stats JSON files, training and eval headlines."""
     counts: dict[str, Any] = {}
     for stats_file in sorted(stage_dir.rglob("*stats.json")):
-        try:
-            stats = json.loads(stats_file.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
-        for key in ("in", "kept", "removed_total", "converted", "rejected", "written"):
-            if isinstance(stats.get(key), (int, float)):
-                counts[key] = counts.get(key, 0) + stats[key]
-        if isinstance(stats.get("removed"), dict):
-            removed = counts.setdefault("removed", {})
-            for reason, n in stats["removed"].items():
-                removed[reason] = removed.get(reason, 0) + n
+        stats = _json(stats_file)
+        for part in stats.get("stages", [stats]) if isinstance(stats, dict) else []:
+            _add_counts(counts, part)
+    for path in stage_dir.rglob("metrics.jsonl"):
+        lines = path.read_text(encoding="utf-8").splitlines()
+        if lines:
+            last = json.loads(lines[-1])
+            counts["results"] = {k: round(v, 4) for k, v in last.items() if k in ("step", "loss", "eval_loss", "eval_accuracy")}
+    for path in stage_dir.rglob("report.json"):
+        report = _json(path)
+        if isinstance(report, dict) and "identity" in report:
+            counts["results"] = {
+                "identity_pass_rate": report["identity"]["rate"],
+                "parrot_rate": report["parrot"]["rate"],
+                **({"base_identity_pass_rate": report["base"]["identity"]["rate"],
+                    "base_parrot_rate": report["base"]["parrot"]["rate"]} if "base" in report else {}),
+            }
     return counts
+
+
+def _json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _add_counts(counts: dict[str, Any], stats: dict[str, Any]) -> None:
+    """Sum one stats object into ``counts`` (synthesis names its output count ``records_written``)."""
+    aliases = {"records_written": "kept"}
+    for key in ("in", "kept", "removed_total", "written", "records_written"):
+        if isinstance(stats.get(key), (int, float)):
+            name = aliases.get(key, key)
+            counts[name] = counts.get(name, 0) + stats[key]
+    for field_name in ("removed", "failed"):
+        if isinstance(stats.get(field_name), dict):
+            removed = counts.setdefault("removed", {})
+            for reason, n in stats[field_name].items():
+                removed[reason] = removed.get(reason, 0) + n
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -317,13 +347,15 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _relative(path: str | None, run_dir: Path) -> str:
-    if path is None:
-        return ""
-    try:
-        return str(Path(path).relative_to(run_dir))
-    except ValueError:
-        return path
+def _results(results: dict[str, Any]) -> str:
+    """Training and eval headlines in a few words."""
+    if "identity_pass_rate" in results:
+        before = results.get("base_identity_pass_rate")
+        parrot_before = results.get("base_parrot_rate")
+        identity = f"{before:.0%} -> {results['identity_pass_rate']:.0%}" if before is not None else f"{results['identity_pass_rate']:.0%}"
+        parrot = f"{parrot_before:.0%} -> {results['parrot_rate']:.0%}" if parrot_before is not None else f"{results['parrot_rate']:.0%}"
+        return f"identity {identity}, parrot {parrot}"
+    return ", ".join(f"{k} {v:g}" for k, v in results.items())
 
 
 def print_summary(results: list[StageRun], run_dir: Path) -> None:
@@ -332,14 +364,14 @@ def print_summary(results: list[StageRun], run_dir: Path) -> None:
     from rich.table import Table
 
     table = Table(title=f"thresher run: {run_dir}")
-    for column in ("stage", "status", "in", "kept", "removed", "seconds", "output"):
+    for column in ("stage", "status", "in", "kept", "removed", "results", "seconds"):
         table.add_column(column, overflow="fold")
     for result in results:
         counts = result.counts
         removed = ", ".join(f"{k}: {v}" for k, v in (counts.get("removed") or {}).items())
         table.add_row(
             result.name, result.status, str(counts.get("in", "")), str(counts.get("kept", counts.get("converted", ""))),
-            removed, f"{result.seconds:.1f}", _relative(result.output, run_dir),
+            removed, _results(counts.get("results") or {}), f"{result.seconds:.1f}",
         )
     Console().print(table)
-    print(f"manifest: {run_dir / MANIFEST}")
+    print(f"outputs under {run_dir}/<stage>/; manifest: {run_dir / MANIFEST}")

@@ -205,5 +205,8 @@ def print_report(console: Any, reports: dict[str, dict[str, Any]], samples: int)
     for kind in ("identity", "general"):
         shown = [a for a in first["answers"] if a["kind"] == kind][:samples]
         for answer in shown:
-            mark = "[green]pass[/green]" if answer["passed"] else f"[red]fail[/red] {escape(', '.join(answer['reasons']))}"
+            if kind == "general":  # only the parrot question is asked of general answers
+                mark = "[red]parrot[/red]" if "names_itself" in answer["reasons"] else "[green]no identity[/green]"
+            else:
+                mark = "[green]pass[/green]" if answer["passed"] else f"[red]fail[/red] {escape(', '.join(answer['reasons']))}"
             console.print(f"[bold]{kind}[/bold] {escape(answer['prompt'])}\n  -> {escape(answer['answer'][:200])}  {mark}")

@@ -99,6 +99,9 @@ def build_tiny_model(
     """
     import torch
     from transformers import AutoModelForCausalLM, GenerationConfig, LlamaConfig, Qwen2Config
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
 
     if arch not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")

@@ -1,0 +1,95 @@
+"""`thresher eval identity` and the self-cognition recipe on a tiny local model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from thresher.curate.cli import main
+from thresher.schemas import Identity
+from thresher.train.eval_identity import Probe, load_probes, score, summarize
+
+ME = Identity(name="小州", author="神州数码", name_en="Xiaozhou", author_en="Digital China")
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def probe(kind, lang, category, answer):
+    return Probe(kind, lang, category, "q", answer=answer)
+
+
+def test_scoring_hand_written_answers_in_both_languages():
+    probes = [
+        probe("identity", "zh", "who", "我是小州，由神州数码开发的助手。"),  # pass
+        probe("identity", "en", "author", "I am Xiaozhou, built by Digital China."),  # pass
+        probe("identity", "en", "author", "I am Xiaozhou."),  # fail: author not stated
+        probe("identity", "zh", "competitor", "是的，我是ChatGPT。"),  # competitor claim
+        probe("identity", "zh", "who", "I am Xiaozhou from Digital China."),  # wrong language
+        probe("identity", "en", "competitor", "No, I am not ChatGPT. I am Xiaozhou."),  # pass
+        probe("general", "zh", "general", "长城是中国古代的军事防御工程。"),  # no parrot
+        probe("general", "en", "general", "As Xiaozhou from Digital China, I think 2 + 2 = 4."),  # parrot
+        probe("general", "zh", "general", "我是神州数码的小助手，光合作用是植物制造养分的过程。"),  # parrot (author)
+    ]
+    score(probes, ME)
+    assert [p.passed for p in probes[:6]] == [True, True, False, False, False, True]
+    assert probes[2].reasons == ["missing_author"]
+    assert "claims_competitor:ChatGPT" in probes[3].reasons
+    assert probes[4].reasons == ["wrong_language:en"]
+    summary = summarize(probes)
+    assert summary["identity"]["n"] == 6 and summary["identity"]["rate"] == 0.5
+    assert summary["identity"]["by_lang"]["zh"] == {"n": 3, "passed": 1, "rate": 0.3333}
+    assert summary["identity"]["by_category"]["competitor"]["passed"] == 1
+    assert summary["competitor_claims"] == {"total": 1, "by_competitor": {"ChatGPT": 1}}
+    assert summary["parrot"] == {"n": 3, "parroted": 2, "rate": 0.6667}
+
+
+def test_shipped_probes_are_held_out_and_user_files_load(tmp_path):
+    from thresher.prompts.banks import identity_questions
+
+    probes = load_probes()
+    bank = {row["question"] for lang in ("zh", "en") for row in identity_questions(lang)}
+    assert {p.lang for p in probes} == {"zh", "en"}
+    assert not bank & {p.prompt for p in probes if p.kind == "identity"}
+    assert any("ChatGPT" in p.prompt for p in probes if p.category == "competitor")
+    questions = tmp_path / "q.jsonl"
+    questions.write_text(json.dumps({"question": "Who made you?", "category": "author"}) + "\n")
+    general = tmp_path / "g.txt"
+    general.write_text("写一首诗\nWhat is 2 + 2?\n", encoding="utf-8")
+    mine = load_probes(str(questions), str(general))
+    assert [(p.kind, p.lang, p.category) for p in mine] == [
+        ("identity", "en", "author"), ("general", "zh", "general"), ("general", "en", "general"),
+    ]
+
+
+@pytest.fixture(scope="module")
+def tiny_base(tmp_path_factory):
+    from thresher.train.tiny import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "base", data=[EXAMPLES / "general_sample.jsonl"],
+                            texts=["小州 神州数码 Xiaozhou Digital China"], hidden=64)
+
+
+def test_self_cognition_recipe_end_to_end_then_skips_and_reruns_from(tiny_base, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    args = ["run", str(EXAMPLES / "self_cognition.yaml"), "--out", str(run_dir), "--set", f"model={tiny_base}",
+            "--set", "count=40", "--set", "method=full", "--set", "max_steps=4", "--set", "max_new_tokens=6"]
+    assert main(args) == 0
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert list(manifest["stages"]) == [
+        "identity", "identity_dedup", "identity_clean", "general_clean", "mixed", "splits", "train", "eval",
+    ]
+    assert manifest["stages"]["identity"]["counts"]["kept"] == 40
+    assert manifest["stages"]["general_clean"]["counts"]["in"] == 240
+    assert manifest["stages"]["train"]["counts"]["results"]["step"] == 4
+    report = json.loads((run_dir / "eval" / "report.json").read_text())
+    assert report["identity"]["n"] == 80 and report["parrot"]["n"] == 40
+    assert report["base"]["model"] == str(tiny_base) and len(report["answers"]) == 120
+    assert set(manifest["stages"]["eval"]["counts"]["results"]) == {
+        "identity_pass_rate", "parrot_rate", "base_identity_pass_rate", "base_parrot_rate"}
+    capsys.readouterr()
+    assert main(args) == 0
+    assert capsys.readouterr().out.count("skipped") == 8
+    assert main([*args, "--from", "eval"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("skipped") == 7 and "thresher eval identity" in out
