@@ -16,7 +16,8 @@ from importlib.metadata import PackageNotFoundError, version
 COMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("thresher.curate.validate", "check record files against the data contract"),
     "schema": ("thresher.curate.schema_export", "export the JSON Schema of every record kind"),
-    "train": ("thresher.train.cli", "train a model: sft (full, LoRA, QLoRA)"),
+    "train": ("thresher.train.cli", "train a model: sft (full, LoRA, QLoRA), rm (reward model), dpo"),
+    "score": ("thresher.train.score", "add a trained reward model's score to each record's meta"),
     "export": ("thresher.train.export", "export a trained model: merge a LoRA adapter into its base"),
     "chat": ("thresher.train.chat", "chat with a model or adapter in the terminal (streaming)"),
     "model": ("thresher.train.tiny", "model utilities: build a tiny random model for smoke tests"),
