@@ -374,6 +374,51 @@ def test_merged_model_equals_adapter_and_chat_stops(models, identity_run, tmp_pa
     assert "Thresh" in chat.stdout and "cut at --max-new-tokens" not in chat.stderr
 
 
+def test_model_without_template_trains_with_chatml_fallback_and_merges(corpus, sft_file, tmp_path):
+    """No chat template and no ChatML tokens: markers are added, trained (LoRA token rows) and kept through merge."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, PreTrainedTokenizerFast
+
+    from thresher.train.export import merge
+    from thresher.train.inference import load_trained
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    bpe.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=300, special_tokens=["</s>"],
+                                                        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    base_dir = tmp_path / "base"
+    PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="</s>").save_pretrained(base_dir)
+    config = LlamaConfig(vocab_size=bpe.get_vocab_size(), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=2, eos_token_id=0, tie_word_embeddings=True)
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(config).save_pretrained(base_dir)
+    assert not AutoTokenizer.from_pretrained(base_dir).chat_template
+
+    out = tmp_path / "out"
+    run_sft(TrainConfig(model=str(base_dir), data=[str(sft_file)], output=str(out), max_steps=3, batch_size=4,
+                        grad_accum=1, lr=1e-2))
+    info = json.loads((out / "thresher_run.json").read_text())
+    assert info["template_source"] == "chatml-fallback" and info["added_tokens"] == ["<|im_start|>", "<|im_end|>"]
+    assert "<|im_start|>" in (out / "chat_template.jinja").read_text()
+    tok = AutoTokenizer.from_pretrained(out)
+    end = tok.convert_tokens_to_ids("<|im_end|>")
+    assert info["end_of_turn_ids"] == [end, 0]
+
+    merged_dir = merge(out, tmp_path / "merged")
+    adapter_model, _ = load_trained(out)
+    merged = AutoModelForCausalLM.from_pretrained(merged_dir, dtype=torch.float32).eval()
+    assert merged.config.vocab_size == len(tok) == bpe.get_vocab_size() + 2
+    base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+    base.resize_token_embeddings(len(tok))
+    trained_row = merged.get_input_embeddings().weight[end]
+    assert not torch.allclose(trained_row, base.get_input_embeddings().weight[end])  # the marker was trained
+    ids = tok.apply_chat_template([{"role": "user", "content": "Who are you?"}], add_generation_prompt=True,
+                                  return_tensors="pt", return_dict=True)["input_ids"]
+    with torch.no_grad():
+        torch.testing.assert_close(merged(ids).logits, adapter_model(ids).logits, rtol=1e-4, atol=1e-5)
+
+
 # ---------------------------------------------------------------- CLI
 
 

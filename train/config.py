@@ -13,7 +13,7 @@ import argparse
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..curate.errors import ThresherError
 
@@ -52,6 +52,12 @@ class TrainConfig(BaseModel):
     resume: bool = False
     system: str | None = Field(None, description="system prompt for dialogues that have none")
     chat_template: str | None = Field(None, description="Jinja chat template file")
+
+    @field_validator("data", "eval_data", mode="before")
+    @classmethod
+    def _one_or_more(cls, value: Any) -> Any:
+        """YAML may name a single file without a list."""
+        return [value] if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _defaults(self) -> TrainConfig:

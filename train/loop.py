@@ -38,7 +38,8 @@ from typing import Any, Protocol
 
 import torch
 
-from .config import TrainConfig
+from ..curate.errors import ThresherError
+from .config import CONFIG_FILE, TrainConfig, read_yaml
 
 CHECKPOINTS = "checkpoints"
 METRICS_FILE = "metrics.jsonl"
@@ -272,6 +273,24 @@ def load_checkpoint(folder: Path, model: Any, optimizer: Any, scheduler: Any, ac
     return LoopState(**json.loads((folder / STATE_FILE).read_text(encoding="utf-8")))
 
 
+def check_output(config: TrainConfig) -> None:
+    """Call before loading anything: a fresh run must not silently mix with an old one in OUT,
+    and a resumed run must use the settings it started with (else its curve is not a continuation)."""
+    out = Path(config.output)
+    saved = out / CONFIG_FILE
+    if not config.resume:
+        if checkpoints(out):
+            raise ThresherError(f"{out} already holds checkpoints: pass --resume to continue, or choose a new -o")
+        return
+    if not saved.exists():
+        raise ThresherError(f"--resume: {out} has no {CONFIG_FILE}; nothing to resume")
+    before = {**read_yaml(saved), "resume": True}
+    now = config.model_dump(mode="json")
+    changed = sorted(k for k in now if before.get(k) != now[k])
+    if changed:
+        raise ThresherError(f"--resume with different settings ({', '.join(changed)}); use the settings of {saved}")
+
+
 # ---------------------------------------------------------------- logging
 
 
@@ -385,6 +404,8 @@ def train(
         if main:
             print(f"resumed from {found[-1]} (step {state.step})")
     elif main:
+        if config.resume:
+            print(f"no checkpoint in {out / CHECKPOINTS}: starting from step 0")
         log.path.unlink(missing_ok=True)
 
     model.train()

@@ -21,9 +21,9 @@ import torch.nn.functional as F
 from ..curate.errors import ThresherError
 from ..curate.writers import write_json
 from .collate import Batches, length_grouped, pad_batch, sft_batches
-from .config import CONFIG_FILE, TrainConfig, read_yaml
+from .config import TrainConfig
 from .data import IGNORE, DataReport, Example, end_of_turn_ids, load_examples, split_eval
-from .loop import Artifacts, LoopState, build_accelerator, checkpoints, train
+from .loop import Artifacts, LoopState, build_accelerator, check_output, train
 from .template import apply_template
 
 RUN_INFO = "thresher_run.json"
@@ -124,22 +124,6 @@ def load_model(config: TrainConfig, tokenizer: Any, added_tokens: list[str]) -> 
         return get_peft_model(model, lora)
 
 
-def check_resume(config: TrainConfig, out: Path) -> None:
-    """A fresh run must not silently mix with an old one; a resumed run must use the same settings."""
-    saved = out / CONFIG_FILE
-    if not config.resume:
-        if checkpoints(out):
-            raise ThresherError(f"{out} already holds checkpoints: pass --resume to continue, or choose a new -o")
-        return
-    if not saved.exists():
-        raise ThresherError(f"--resume: {out} has no {CONFIG_FILE}; nothing to resume")
-    before = {**read_yaml(saved), "resume": True}
-    now = config.model_dump(mode="json")
-    changed = sorted(k for k in now if before.get(k) != now[k])
-    if changed:
-        raise ThresherError(f"--resume with different settings ({', '.join(changed)}); use the settings of {saved}")
-
-
 def print_report(report: DataReport, eval_report: DataReport | None, console: Any) -> None:
     """The data report printed before the first step."""
     from rich.table import Table
@@ -171,7 +155,7 @@ def run_sft(config: TrainConfig, console: Any = None) -> LoopState:
     check_method(config)
     out = Path(config.output)
     out.mkdir(parents=True, exist_ok=True)
-    check_resume(config, out)
+    check_output(config)
     hf_logging.disable_progress_bar()
     accelerator = build_accelerator(config.seed)
     main = accelerator.is_main_process
