@@ -33,7 +33,7 @@ from pydantic import Field
 from ..curate.errors import ThresherError
 from .config import TrainConfig
 from .data import IGNORE
-from .loop import Artifacts, LoopState, build_accelerator, train
+from .loop import Artifacts, LoopState, build_accelerator, check_output, train
 from .pairs import PairEncoder, grouped_batches, load_pairs, pair_batch
 
 
@@ -130,7 +130,7 @@ def run_dpo(config: DPOConfig, console: Any = None) -> LoopState:
 
     from .data import split_eval
     from .rm import print_report
-    from .sft import check_method, check_resume, load_model, load_tokenizer
+    from .sft import check_method, load_model, load_tokenizer
 
     console = console or Console()
     check_method(config)
@@ -138,7 +138,7 @@ def run_dpo(config: DPOConfig, console: Any = None) -> LoopState:
         raise ThresherError("--packing is for SFT; DPO batches are length-grouped instead")
     out = Path(config.output)
     out.mkdir(parents=True, exist_ok=True)
-    check_resume(config, out)
+    check_output(config)
     hf_logging.disable_progress_bar()
     accelerator = build_accelerator(config.seed)
 

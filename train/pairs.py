@@ -29,6 +29,7 @@ each reply is cut at its end. Truncated pairs are counted in the report.
 from __future__ import annotations
 
 import copy
+import math
 from functools import cached_property
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field

@@ -44,7 +44,7 @@ from ..curate.writers import write_json
 from ..schemas import Message
 from .config import TrainConfig
 from .inference import ADAPTER_CONFIG, adapter_base
-from .loop import Artifacts, LoopState, build_accelerator, train
+from .loop import Artifacts, LoopState, build_accelerator, check_output, train
 from .pairs import PairEncoder, PairReport, grouped_batches, load_pairs, load_scored, pair_batch, scored_batch
 from .template import apply_template
 
@@ -245,7 +245,7 @@ def run_rm(config: RMConfig, console: Any = None) -> LoopState:
     from transformers.utils import logging as hf_logging
 
     from .data import split_eval
-    from .sft import check_method, check_resume
+    from .sft import check_method
 
     console = console or Console()
     check_method(config)
@@ -253,7 +253,7 @@ def run_rm(config: RMConfig, console: Any = None) -> LoopState:
         raise ThresherError("--packing is for SFT; reward-model batches are length-grouped instead")
     out = Path(config.output)
     out.mkdir(parents=True, exist_ok=True)
-    check_resume(config, out)
+    check_output(config)
     hf_logging.disable_progress_bar()
     accelerator = build_accelerator(config.seed)
 
