@@ -234,8 +234,8 @@ def test_regression_loss_learns_scores(tiny, tmp_path):
         rows.append({"prompt": [{"role": "user", "content": f"Say something about {a}."}], "responses": [
             {"response": f"{b} is good", "score": 5}, {"response": f"{b} is bad", "score": 1}]})
     data = write_json(tmp_path / "scored.json", rows)
-    config = full_config(tiny, tmp_path / "out", loss="regression", lr=2e-3, val_size=8, epochs=3, batch_size=8,
-                         grad_accum=1, warmup_ratio=0.0)
+    config = full_config(tiny, tmp_path / "out", loss="regression", lr=5e-3, val_size=8, epochs=4, batch_size=8,
+                         grad_accum=1, warmup_ratio=0.0, scheduler="constant")
     config.data = [str(data)]
     state = run_rm(config)
     assert state.log[-1]["eval_abs_error"] < 0.5 < state.log[0]["abs_error"], state.log[-1]
