@@ -17,6 +17,15 @@ Devices, mixed precision and multi-GPU come from ``accelerate``: the same
 script runs under ``python``, ``accelerate launch`` and ``torchrun``. Batches
 are sharded by process (process ``i`` takes micro-batches ``i, i+n, ...``).
 
+Adding an objective (reward model, DPO): write a class with ``unit``,
+``count(batch)``, ``loss(model, batch) -> (loss_sum, metric_sums)`` and
+``finalize(means)``; build ``batches(epoch) -> Sequence[dict[str, Tensor]]``
+(deterministic per epoch, e.g. ``collate.Batches``); subclass ``TrainConfig``
+for extra flags; call ``check_output(config)`` first, then
+``train(config, model, objective, batches, eval_batches, accelerator,
+Artifacts(save_extras))``. Checkpointing, resume, logging and the plot come
+with it.
+
 Checkpoints (``OUT/checkpoints/step-N``) hold the model or adapter as plain
 Hugging Face files plus optimizer, scheduler, per-process RNG states and the
 data position (epoch, micro-batch index); ``resume`` restores all of it and
@@ -100,7 +109,7 @@ def build_accelerator(seed: int) -> Any:
         precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     else:
         precision = "no"
-    accelerator = Accelerator(mixed_precision=precision)
+    accelerator = Accelerator(mixed_precision=precision, cpu=not torch.cuda.is_available())  # cpu: gloo for torchrun on CPU
     set_seed(seed)
     return accelerator
 
@@ -152,25 +161,33 @@ def run_window(
 
 @torch.no_grad()
 def evaluate(model: Any, objective: Objective, batches: Sequence[dict[str, Any]], accelerator: Any) -> dict[str, float]:
-    """Mean loss and metrics over every eval batch (all processes), prefixed ``eval_``."""
+    """Mean loss and metrics over every eval batch (all processes), prefixed ``eval_``.
+
+    Processes may hold different numbers of eval batches, so the forward runs
+    on the unwrapped model: a DDP forward would wait for the other processes.
+    """
+    from accelerate.utils import gather_object
+
+    model = accelerator.unwrap_model(model)
     model.eval()
-    device = accelerator.device
-    loss_sum = torch.zeros((), device=device)
-    units = torch.zeros((), device=device)
-    metric_sums: dict[str, torch.Tensor] = {}
+    sums: dict[str, float] = {"loss": 0.0, "units": 0.0}
     for index in range(accelerator.process_index, len(batches), accelerator.num_processes):
-        batch = {key: value.to(device) for key, value in batches[index].items()}
+        batch = {key: value.to(accelerator.device) for key, value in batches[index].items()}
         batch_loss, metrics = objective.loss(model, batch)
-        loss_sum += batch_loss.float()
-        units += objective.count(batch)
+        sums["loss"] += float(batch_loss)
+        sums["units"] += objective.count(batch)
         for key, value in metrics.items():
-            metric_sums[key] = metric_sums.get(key, 0) + value.float()
+            sums[key] = sums.get(key, 0.0) + float(value)
     model.train()
-    total = float(accelerator.reduce(units, reduction="sum"))
-    if total == 0:
+    # One gather of plain dicts: a process without eval batches has no metric keys to reduce.
+    totals: dict[str, float] = {}
+    for part in gather_object([sums]) if accelerator.num_processes > 1 else [sums]:
+        for key, value in part.items():
+            totals[key] = totals.get(key, 0.0) + value
+    units = totals.pop("units")
+    if units == 0:
         return {}
-    means = {"loss": float(accelerator.reduce(loss_sum, reduction="sum")) / total}
-    means.update({k: float(accelerator.reduce(v, reduction="sum")) / total for k, v in metric_sums.items()})
+    means = {key: value / units for key, value in totals.items()}
     return {f"eval_{key}": value for key, value in objective.finalize(means).items()}
 
 

@@ -74,7 +74,10 @@ def load_tokenizer(config: TrainConfig) -> tuple[Any, str, list[str]]:
     """The model's tokenizer with the chat template settled (see ``template``) and a pad token."""
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(config.model)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(config.model)
+    except (OSError, ValueError) as exc:
+        raise ThresherError(f"--model {config.model}: cannot load its tokenizer: {exc}") from None
     source, added = apply_template(tokenizer, config.chat_template)
     if tokenizer.pad_token is None:
         # Padding positions carry no label and are masked out, so reusing EOS as pad is harmless.
@@ -95,6 +98,7 @@ def load_model(config: TrainConfig, tokenizer: Any, added_tokens: list[str]) -> 
         from transformers import BitsAndBytesConfig
 
         kwargs["dtype"] = half
+        kwargs["device_map"] = {"": torch.cuda.current_device()}  # this process's GPU (accelerate set it)
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=half
         )
