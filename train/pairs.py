@@ -18,7 +18,9 @@ Two input layouts, chosen by the model:
   chosen and rejected share the same prompt ids.
 * ``pair`` (encoders such as BERT, which have no chat template): the prompt
   text and the reply are the tokenizer's sentence pair (``[CLS] prompt [SEP]
-  reply [SEP]`` for BERT), built by the tokenizer's own post-processor.
+  reply [SEP]`` for BERT), built by the tokenizer's own post-processor. A
+  multi-turn prompt (or one with a system prompt) is written as
+  ``role: content`` lines.
 
 Truncation policy (``--max-len``), the same for both layouts and for DPO: if
 prompt + longest reply does not fit, the prompt is cut from the left (the
@@ -94,6 +96,8 @@ class PairEncoder:
         self.max_len = max_len
         self.layout = layout
         self.system = system
+        if getattr(tokenizer, "backend_tokenizer", None) is None:
+            raise ThresherError(f"{type(tokenizer).__name__} has no fast (tokenizers) backend; preference training needs one")
         # A private copy of the fast tokenizer without the checkpoint's own padding/truncation settings.
         self.backend = copy.deepcopy(tokenizer.backend_tokenizer)
         self.backend.no_padding()

@@ -108,8 +108,6 @@ def load_reward_model(config: TrainConfig, tokenizer: Any, added_tokens: list[st
     model.config.pad_token_id = tokenizer.pad_token_id
     if config.method == "full":
         return model
-    if config.method == "qlora":
-        raise ThresherError("--method qlora is not supported for reward models; use lora or full")
     from peft import LoraConfig, get_peft_model
 
     lora = LoraConfig(
@@ -120,6 +118,9 @@ def load_reward_model(config: TrainConfig, tokenizer: Any, added_tokens: list[st
     with warnings.catch_warnings():  # peft 0.21 calls a transformers API that 5.x deprecates
         warnings.simplefilter("ignore", FutureWarning)
         model = get_peft_model(model, lora)
+    for param in model.parameters():
+        if param.requires_grad:  # the head copy peft trains follows the (half-precision on GPU) base: train it in fp32
+            param.data = param.data.float()
     if not any(p.requires_grad for n, p in model.named_parameters() if "score" in n or "classifier" in n):
         raise ThresherError(f"{type(model.get_base_model()).__name__}: could not make the score head trainable")
     return model
@@ -245,10 +246,9 @@ def run_rm(config: RMConfig, console: Any = None) -> LoopState:
     from transformers.utils import logging as hf_logging
 
     from .data import split_eval
-    from .sft import check_method
-
     console = console or Console()
-    check_method(config)
+    if config.method == "qlora":
+        raise ThresherError("--method qlora is not supported for reward models; use lora or full")
     if config.packing:
         raise ThresherError("--packing is for SFT; reward-model batches are length-grouped instead")
     out = Path(config.output)

@@ -52,10 +52,9 @@ def run(args: argparse.Namespace) -> int:
         pending: list[tuple[dict[str, Any], list[tuple[Any, str]], Any]] = []
 
         def flush() -> None:
-            scores = scorer.score([item for _, items, _ in pending for item in items], args.batch_size)
+            scores = iter(scorer.score([item for _, items, _ in pending for item in items], args.batch_size))
             for data, items, place in pending:
-                mine, scores[:] = scores[: len(items)], scores[len(items):]
-                writer.write(with_meta(data, **place(mine)))
+                writer.write(with_meta(data, **place([next(scores) for _ in items])))
                 stage.keep()
             pending.clear()
 
