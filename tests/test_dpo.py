@@ -5,7 +5,8 @@ log-probabilities computed here row by row; the LoRA-disabled reference
 equals the base model loaded from disk; the shared prompt is the chat
 template's generation prompt; full training's frozen reference (and
 ``--ref-model``) starts at loss log 2 and stays frozen; the CLI trains,
-logs the DPO metrics and saves an adapter plain peft loads.
+logs the DPO metrics and saves an adapter plain peft loads; resume after an
+interrupt matches the uninterrupted run (LoRA and full references).
 """
 
 from __future__ import annotations
@@ -178,3 +179,40 @@ def test_lora_dpo_cli_trains_and_saves_adapter(tiny, tmp_path, thresher):
         policy = PeftModel.from_pretrained(base_model(tiny), str(out))
     assert policy.peft_config["default"].task_type == "CAUSAL_LM"
     assert (out / "train_config.yaml").read_text().count("beta: 0.1") == 1
+
+
+@pytest.mark.parametrize("method", ["lora", "full"])
+def test_resume_after_interrupt_matches_uninterrupted(tiny, tmp_path, monkeypatch, method):
+    """The reference survives a resume: LoRA's is the base under the restored adapter, full's the start weights."""
+    from thresher.train.dpo import run_dpo
+
+    rng = random.Random(2)
+    rows = [{"conversations": [{"from": "human", "value": f"Say something about {a}."}],
+             "chosen": {"from": "gpt", "value": f"{b} is good"}, "rejected": {"from": "gpt", "value": f"{b} is bad"}}
+            for a, b in (rng.sample(WORDS, 2) for _ in range(16))]
+    data = tmp_path / "prefs.json"
+    data.write_text(json.dumps(rows), encoding="utf-8")
+    settings = dict(model=str(tiny), data=[str(data)], method=method, max_steps=4, save_steps=2, batch_size=4,
+                    grad_accum=1, lr=5e-3 if method == "lora" else 1e-3, lora_dropout=0.0, seed=1)
+    straight = run_dpo(DPOConfig(output=str(tmp_path / "straight"), **settings))
+
+    calls = {"n": 0}
+    real_loss = DPOObjective.loss
+
+    def interrupted(self, model, batch):
+        calls["n"] += 1
+        if calls["n"] == 4:  # first micro-batch of step 4: step 3 was logged past the step-2 checkpoint
+            raise KeyboardInterrupt
+        return real_loss(self, model, batch)
+
+    out = tmp_path / "resumed"
+    monkeypatch.setattr(DPOObjective, "loss", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_dpo(DPOConfig(output=str(out), **settings))
+    monkeypatch.setattr(DPOObjective, "loss", real_loss)
+    resumed = run_dpo(DPOConfig(output=str(out), resume=True, **settings))
+    assert [r["step"] for r in resumed.log] == [1, 2, 3, 4]
+    for mine, theirs in zip(resumed.log, straight.log):
+        for key in ("loss", "rewards/margins", "logps/chosen", "grad_norm"):
+            assert mine[key] == pytest.approx(theirs[key], rel=1e-5, abs=1e-7), (mine["step"], key)
+    assert straight.log[-1]["loss"] < math.log(2)
