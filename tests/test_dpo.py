@@ -6,7 +6,8 @@ equals the base model loaded from disk; the shared prompt is the chat
 template's generation prompt; full training's frozen reference (and
 ``--ref-model``) starts at loss log 2 and stays frozen; the CLI trains,
 logs the DPO metrics and saves an adapter plain peft loads; resume after an
-interrupt matches the uninterrupted run (LoRA and full references).
+interrupt matches the uninterrupted run (LoRA and full references); 2
+processes (torchrun, gloo) equal 1 process with the same global batch.
 """
 
 from __future__ import annotations
@@ -37,6 +38,18 @@ PAIRS = [
 def tiny(tmp_path_factory) -> Path:
     texts = [" ".join(WORDS) + " Say something about is good bad and."] * 4
     return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model", texts=texts, vocab_size=400)
+
+
+def dpo_rows(count: int, seed: int = 0) -> list[dict]:
+    """Preference rows: the chosen reply says 'and ... is good', the rejected one '... is bad'."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(count):
+        a, b, c = rng.sample(WORDS, 3)
+        rows.append({"conversations": [{"from": "human", "value": f"Say something about {a}."}],
+                     "chosen": {"from": "gpt", "value": f"{b} and {c} is good"},
+                     "rejected": {"from": "gpt", "value": f"{b} {c} is bad"}})
+    return rows
 
 
 def config_for(model: Path, out: Path, **extra) -> DPOConfig:
@@ -149,15 +162,8 @@ def test_full_reference_is_frozen_start(tiny, tmp_path, ref_model):
 
 
 def test_lora_dpo_cli_trains_and_saves_adapter(tiny, tmp_path, thresher):
-    rng = random.Random(0)
-    rows = []
-    for _ in range(40):
-        a, b, c = rng.sample(WORDS, 3)
-        rows.append({"conversations": [{"from": "human", "value": f"Say something about {a}."}],
-                     "chosen": {"from": "gpt", "value": f"{b} and {c} is good"},
-                     "rejected": {"from": "gpt", "value": f"{b} {c} is bad"}})
     data = tmp_path / "prefs.json"
-    data.write_text(json.dumps(rows), encoding="utf-8")
+    data.write_text(json.dumps(dpo_rows(40)), encoding="utf-8")
     out = tmp_path / "dpo"
     thresher("train", "dpo", "--model", tiny, "--data", data, "-o", out, "--val-size", "8", "--max-steps", "8",
              "--batch-size", "4", "--grad-accum", "1", "--lr", "5e-3", "--beta", "0.1", "--warmup-ratio", "0",
@@ -216,3 +222,26 @@ def test_resume_after_interrupt_matches_uninterrupted(tiny, tmp_path, monkeypatc
         for key in ("loss", "rewards/margins", "logps/chosen", "grad_norm"):
             assert mine[key] == pytest.approx(theirs[key], rel=1e-5, abs=1e-7), (mine["step"], key)
     assert straight.log[-1]["loss"] < math.log(2)
+
+
+def test_two_processes_equal_one_process_dpo(tiny, tmp_path, thresher):
+    """torchrun with 2 CPU processes (gloo) x accumulation 1 == 1 process x accumulation 2, step for step."""
+    import os
+    import subprocess
+    import sys
+
+    data = tmp_path / "prefs.json"
+    data.write_text(json.dumps(dpo_rows(8)), encoding="utf-8")
+    common = ["train", "dpo", "--model", str(tiny), "--data", str(data), "--max-steps", "2", "--batch-size", "2",
+              "--lora-dropout", "0", "--lr", "1e-2"]
+    exe = str(Path(sys.executable).with_name("thresher"))
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", exe,
+                    *common, "--grad-accum", "1", "-o", str(tmp_path / "ddp")],
+                   check=True, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    thresher(*common, "--grad-accum", "2", "-o", tmp_path / "one", check=True)
+    two, one = ([json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+                for name in ("ddp", "one"))
+    assert len(two) == len(one) == 2
+    for a, b in zip(two, one):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
+        assert a["grad_norm"] == pytest.approx(b["grad_norm"], rel=1e-4)

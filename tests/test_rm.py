@@ -4,8 +4,9 @@ Covers: the pairwise loss against the textbook formula computed here,
 the score position with right padding and pad == EOS, the sentence-pair
 layout and truncation policy, Scored records (pairs, margins, regression),
 a separable preference set reaching eval accuracy > 0.9, LoRA with a trained
-head through the CLI and ``thresher score``, and a real pretrained encoder
-fine-tuned on LLaMA-Factory's dpo_en_demo.json.
+head through the CLI and ``thresher score``, a real pretrained encoder
+fine-tuned on LLaMA-Factory's dpo_en_demo.json, and 2 processes (torchrun, gloo)
+equal 1 process with the same global batch.
 """
 
 from __future__ import annotations
@@ -292,3 +293,26 @@ def test_minilm_reward_model_on_dpo_demo(peer_data, tmp_path, monkeypatch):
     # 60 eval pairs make accuracy coarse (one pair = 0.017); the eval loss measures the ranking more finely.
     assert after["eval_loss"] < before["eval_loss"] - 0.01
     assert after["eval_accuracy"] >= before["eval_accuracy"]
+
+
+def test_two_processes_equal_one_process_rm(tiny, tmp_path, thresher):
+    """torchrun with 2 CPU processes (gloo) x accumulation 1 == 1 process x accumulation 2, step for step."""
+    import os
+    import subprocess
+    import sys
+
+    data = tmp_path / "prefs.json"
+    data.write_text(json.dumps(preference_rows(8)), encoding="utf-8")
+    common = ["train", "rm", "--model", str(tiny), "--data", str(data), "--max-steps", "2", "--batch-size", "2",
+              "--lora-dropout", "0", "--lr", "1e-2"]
+    exe = str(Path(sys.executable).with_name("thresher"))
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", exe,
+                    *common, "--grad-accum", "1", "-o", str(tmp_path / "ddp")],
+                   check=True, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    thresher(*common, "--grad-accum", "2", "-o", tmp_path / "one", check=True)
+    two, one = ([json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+                for name in ("ddp", "one"))
+    assert len(two) == len(one) == 2
+    for a, b in zip(two, one):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
+        assert a["grad_norm"] == pytest.approx(b["grad_norm"], rel=1e-4)

@@ -116,6 +116,7 @@ class PairEncoder:
                 turns = ([f"system: {self.system}"] if self.system and prompt[0].role != "system" else [])
                 text = "\n".join(turns + [f"{m.role}: {m.content}" for m in prompt])
             return self._ids(text), [self._ids(reply) for reply in replies]
+        # as_template_messages takes a Dialogue, which must end with a reply: a placeholder, dropped at once.
         messages = as_template_messages(Dialogue(messages=[*prompt, Message(role="assistant", content="x")]),
                                         self.system)[:-1]
         start = render(self.tokenizer, messages, generation_prompt=True)
