@@ -21,7 +21,7 @@ import pytest
 import torch
 
 from thresher.schemas import Message
-from thresher.train.dpo import DPOConfig, DPOObjective, load_reference
+from thresher.train.dpo import DPOConfig, DPOObjective, load_reference, run_dpo
 from thresher.train.pairs import PairEncoder, PairExample, pair_batch
 from thresher.train.sft import load_model, load_tokenizer
 from thresher.train.tiny import build_tiny_model
@@ -190,8 +190,6 @@ def test_lora_dpo_cli_trains_and_saves_adapter(tiny, tmp_path, thresher):
 @pytest.mark.parametrize("method", ["lora", "full"])
 def test_resume_after_interrupt_matches_uninterrupted(tiny, tmp_path, monkeypatch, method):
     """The reference survives a resume: LoRA's is the base under the restored adapter, full's the start weights."""
-    from thresher.train.dpo import run_dpo
-
     rng = random.Random(2)
     rows = [{"conversations": [{"from": "human", "value": f"Say something about {a}."}],
              "chosen": {"from": "gpt", "value": f"{b} is good"}, "rejected": {"from": "gpt", "value": f"{b} is bad"}}
@@ -224,7 +222,7 @@ def test_resume_after_interrupt_matches_uninterrupted(tiny, tmp_path, monkeypatc
     assert straight.log[-1]["loss"] < math.log(2)
 
 
-def test_two_processes_equal_one_process_dpo(tiny, tmp_path, thresher):
+def test_two_processes_equal_one_process_dpo(tiny, tmp_path):
     """torchrun with 2 CPU processes (gloo) x accumulation 1 == 1 process x accumulation 2, step for step."""
     import os
     import subprocess
@@ -238,7 +236,8 @@ def test_two_processes_equal_one_process_dpo(tiny, tmp_path, thresher):
     subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", exe,
                     *common, "--grad-accum", "1", "-o", str(tmp_path / "ddp")],
                    check=True, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
-    thresher(*common, "--grad-accum", "2", "-o", tmp_path / "one", check=True)
+    run_dpo(DPOConfig(model=str(tiny), data=[str(data)], output=str(tmp_path / "one"), max_steps=2, batch_size=2,
+                       lora_dropout=0.0, lr=1e-2, grad_accum=2))
     two, one = ([json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
                 for name in ("ddp", "one"))
     assert len(two) == len(one) == 2

@@ -295,7 +295,7 @@ def test_minilm_reward_model_on_dpo_demo(peer_data, tmp_path, monkeypatch):
     assert after["eval_accuracy"] >= before["eval_accuracy"]
 
 
-def test_two_processes_equal_one_process_rm(tiny, tmp_path, thresher):
+def test_two_processes_equal_one_process_rm(tiny, tmp_path):
     """torchrun with 2 CPU processes (gloo) x accumulation 1 == 1 process x accumulation 2, step for step."""
     import os
     import subprocess
@@ -309,7 +309,8 @@ def test_two_processes_equal_one_process_rm(tiny, tmp_path, thresher):
     subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", exe,
                     *common, "--grad-accum", "1", "-o", str(tmp_path / "ddp")],
                    check=True, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
-    thresher(*common, "--grad-accum", "2", "-o", tmp_path / "one", check=True)
+    run_rm(RMConfig(model=str(tiny), data=[str(data)], output=str(tmp_path / "one"), max_steps=2, batch_size=2,
+                       lora_dropout=0.0, lr=1e-2, grad_accum=2))
     two, one = ([json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
                 for name in ("ddp", "one"))
     assert len(two) == len(one) == 2
