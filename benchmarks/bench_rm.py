@@ -87,7 +87,7 @@ def run_variant(variant: str, work: Path, max_len: int, batch_size: int) -> dict
             optimizer.zero_grad()
         seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
         return {"variant": variant, "pairs_per_s": len(pairs) / seconds, "pairs_per_cpu_s": len(pairs) / cpu,
-                "rows_computed": 2 * len(pairs) * max_len}
+                "tokens_computed": 2 * len(pairs) * max_len}
 
     def collate(items: list) -> dict:
         return pair_batch(items, encoder, pad)
@@ -99,7 +99,7 @@ def run_variant(variant: str, work: Path, max_len: int, batch_size: int) -> dict
     cpu = time.process_time() - cpu  # includes the final save and plot: slightly against thresher
     assert state.units_seen == len(pairs)
     return {"variant": variant, "pairs_per_s": state.log[-1]["pairs_per_s"], "pairs_per_cpu_s": len(pairs) / cpu,
-            "rows_computed": computed}
+            "tokens_computed": computed}
 
 
 def main() -> int:
@@ -144,7 +144,7 @@ def main() -> int:
         table.add_column(column, justify="left" if column == "variant" else "right")
     for variant, r in results.items():
         table.add_row(variant, f"{r['pairs_per_cpu_s']:.2f}", f"{r['pairs_per_cpu_s'] / base:.2f}x",
-                      f"{r['pairs_per_s']:.2f}", str(r["rows_computed"]))
+                      f"{r['pairs_per_s']:.2f}", str(r["tokens_computed"]))
     Console(width=120).print(table)
     return 0
 

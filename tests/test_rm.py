@@ -259,7 +259,7 @@ def minilm_folder() -> Path:
 def test_minilm_reward_model_on_dpo_demo(peer_data, tmp_path, monkeypatch):
     """Fine-tune the pretrained encoder on dpo_en_demo.json (240 train / 60 eval pairs, 64 tokens, 30 steps).
 
-    Measured on 2 CPU cores: eval accuracy 0.600 -> 0.633, eval loss 0.693 -> 0.667 (about 45 s idle).
+    Measured on 2 CPU cores: eval accuracy 0.600 -> 0.633, eval loss 0.693 -> 0.667 (about 35 s idle, 2 min on busy shared cores).
     """
     from accelerate import Accelerator
     from transformers import set_seed
