@@ -1,4 +1,4 @@
-"""``thresher train``: training commands (``sft`` here; reward model and DPO join as siblings).
+"""``thresher train``: training commands (``sft``, ``rm``, ``dpo``), all on the one loop.
 
 No torch at import time: ``thresher train --help`` stays fast.
 """
@@ -18,14 +18,41 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "rendered with the model's chat template (ChatML when it has none).",
     )
     add_training_flags(sft)
+    S = argparse.SUPPRESS
+    rm = commands.add_parser(
+        "rm", help="reward model (full or LoRA) on Preference or Scored records",
+        description="Train a one-output reward model from a decoder or encoder checkpoint: pairwise "
+        "-logsigmoid(r_chosen - r_rejected - margin) on Preference records and Scored pairs, or "
+        "mean squared error on Scored records (--loss regression).",
+    )
+    add_training_flags(rm)
+    rm.add_argument("--loss", choices=("pairwise", "regression"), default=S, help="pairwise (default) or regression")
+    rm.add_argument("--margin-field", default=S, metavar="FIELD",
+                    help="field of each pair (meta or top level) holding its margin; Scored pairs have 'margin'")
+    rm.add_argument("--center-coef", type=float, default=S, metavar="C",
+                    help="reward centering: add C*(r_chosen + r_rejected)^2 (e.g. 0.01; default 0)")
+    dpo = commands.add_parser(
+        "dpo", help="direct preference optimisation (LoRA, full, QLoRA) on Preference records",
+        description="Sigmoid DPO on summed reply log-probabilities; the reference is the model with its "
+        "LoRA adapter disabled, a frozen copy (full) or --ref-model.",
+    )
+    add_training_flags(dpo)
+    dpo.add_argument("--beta", type=float, default=S, help="DPO beta (default 0.1)")
+    dpo.add_argument("--ref-model", default=S, metavar="PATH", help="reference model (default: the starting weights)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from .config import TrainConfig
-
-    config = resolve(TrainConfig, args)
     if args.train_command == "sft":
+        from .config import TrainConfig
         from .sft import run_sft
 
-        run_sft(config)
+        run_sft(resolve(TrainConfig, args))
+    elif args.train_command == "rm":
+        from .rm import RMConfig, run_rm
+
+        run_rm(resolve(RMConfig, args))
+    elif args.train_command == "dpo":
+        from .dpo import DPOConfig, run_dpo
+
+        run_dpo(resolve(DPOConfig, args))
     return 0
