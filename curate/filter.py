@@ -10,7 +10,7 @@ record with its scores and the rules it *would* fail, for inspection.
 Checks run in this order, and a removal names the first failure:
 the data contract (``invalid``), the heuristic rules in their YAML order,
 identity claims (``identity``), language (``language``), the fastText quality
-model (``quality``) and perplexity (``perplexity``). Model scores are computed
+model (``quality``), perplexity (``perplexity``) and the reward model (``reward``). Model scores are computed
 in batches of ``--batch-size`` records.
 """
 
@@ -37,6 +37,7 @@ class Verdict:
 
     row: Row
     texts: Texts | None = None
+    record: Any = None  # the canonical record, for scorers that need more than text
     scores: dict[str, Any] = field(default_factory=dict)
     findings: list[Finding] = field(default_factory=list)
 
@@ -56,6 +57,8 @@ class Filter:
     perplexity: Any = None  # Perplexity
     max_ppl: float | None = None
     precomputed_ppl: Iterator[float | None] | None = None
+    reward: Any = None  # thresher.train.rm.RewardScorer
+    min_reward: float | None = None
     claims: Counter[str] = field(default_factory=Counter)
 
     def judge(self, rows: list[Row]) -> list[Verdict]:
@@ -78,18 +81,34 @@ class Filter:
                 verdict.scores["perplexity"] = value
                 if self.max_ppl is not None and value is not None and value > self.max_ppl:
                     verdict.findings.append(Finding("perplexity", {"value": value, "max": round(self.max_ppl, 4)}))
+        if scored and self.reward is not None:
+            self._rewards([v for v in scored if v.record.kind in ("dialogue", "qa")])
         return verdicts
+
+    def _rewards(self, verdicts: list[Verdict]) -> None:
+        """Reward of each dialogue's final answer; other kinds (preference pairs...) are not scored."""
+        from ..train.rm import score_records
+
+        for verdict, value in zip(verdicts, score_records(self.reward, [v.record for v in verdicts])):
+            verdict.scores["reward"] = value
+            if self.min_reward is not None and value < self.min_reward:
+                verdict.findings.append(Finding("reward", {"value": value, "min": self.min_reward}))
 
     def parse(self, row: Row) -> Texts:
         """The judged texts of a row; raises RecordError when it breaks the data contract."""
+        return texts_of(self.record(row))
+
+    def record(self, row: Row) -> Any:
+        """The canonical record of a row; raises RecordError when it breaks the data contract."""
         if row.data is None:
             raise RecordError("", row.error or "unreadable")
-        return texts_of(to_record(row.data, self.fmt, context={"allow_placeholders": True}))
+        return to_record(row.data, self.fmt, context={"allow_placeholders": True})
 
     def _heuristics(self, row: Row) -> Verdict:
         verdict = Verdict(row)
         try:
-            verdict.texts = self.parse(row)
+            verdict.record = self.record(row)
+            verdict.texts = texts_of(verdict.record)
         except RecordError as exc:
             verdict.findings.append(Finding("invalid", {"field": exc.field, "error": exc.reason}))
             return verdict
@@ -233,17 +252,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     models.add_argument("--ppl-batch-size", type=int, default=8, help="texts per perplexity batch (default 8)")
     models.add_argument("--ppl-max-length", type=int, default=1024, help="tokens scored per text (default 1024)")
     models.add_argument("--device", default="auto", help="device for --ppl-model: auto, cpu, cuda, cuda:1 ...")
-    models.add_argument("--rm-model", metavar="PATH", help="reward model (arrives with `thresher train rm`)")
-    models.add_argument("--min-reward", type=float, help="remove records whose reward is below this")
+    models.add_argument("--rm-model", metavar="PATH", help="reward model from `thresher train rm`: scores each "
+                        "dialogue's final answer (meta.filter.scores.reward)")
+    models.add_argument("--min-reward", type=float, help="with --rm-model: remove records whose reward is below this")
 
 
 def build(args: argparse.Namespace) -> tuple[Filter, dict[str, Any]]:
     """The configured Filter and the settings worth recording in the stats."""
-    if args.rm_model or args.min_reward is not None:
-        raise ThresherError(
-            "--rm-model/--min-reward: reward-model scoring is not available yet; it arrives with "
-            "`thresher train rm`, which trains the reward model it needs"
-        )
+    if args.min_reward is not None and not args.rm_model:
+        raise ThresherError("--min-reward needs --rm-model")
     if bool(args.identity_name) != bool(args.identity_author):
         raise ThresherError("--identity-name and --identity-author go together")
     if args.min_quality is not None and not args.quality_model:
@@ -253,7 +270,7 @@ def build(args: argparse.Namespace) -> tuple[Filter, dict[str, Any]]:
     if args.ppl_percentile is not None and not 0 < args.ppl_percentile < 100:
         raise ThresherError("--ppl-percentile must be between 0 and 100")
     flt = Filter(load_rules(args.rules), fmt=args.fmt, min_quality=args.min_quality, max_ppl=args.max_ppl,
-                 min_lang_confidence=args.min_lang_confidence)
+                 min_lang_confidence=args.min_lang_confidence, min_reward=args.min_reward)
     settings: dict[str, Any] = {"rules": args.rules or "defaults", "score_only": args.score_only}
     if args.identity_name:
         from .identity_hygiene import IdentityHygiene
@@ -275,6 +292,11 @@ def build(args: argparse.Namespace) -> tuple[Filter, dict[str, Any]]:
         from .perplexity import Perplexity
 
         flt.perplexity = Perplexity(args.ppl_model, args.ppl_batch_size, args.ppl_max_length, args.device)
+    if args.rm_model:
+        from ..train.rm import RewardScorer
+
+        flt.reward = RewardScorer(args.rm_model)
+        settings["reward"] = {"model": args.rm_model, "min": args.min_reward}
     return flt, settings
 
 

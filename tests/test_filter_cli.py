@@ -110,11 +110,11 @@ def test_languages_by_script(tmp_path, thresher):
     assert detail["value"] == "ja" and detail["allowed"] == ["en", "zh"]
 
 
-def test_reward_model_is_a_clear_error_until_the_trainer_exists(tmp_path, thresher):
+def test_min_reward_without_a_reward_model_is_a_clear_error(tmp_path, thresher):
     data = write_jsonl(tmp_path / "in.jsonl", [GOOD_EN])
-    result = thresher("filter", data, "-o", tmp_path / "out.jsonl", "--rm-model", tmp_path, "--min-reward", "0.5")
+    result = thresher("filter", data, "-o", tmp_path / "out.jsonl", "--min-reward", "0.5")
     assert result.returncode == 2
-    assert "thresher train rm" in result.stderr and "Traceback" not in result.stderr
+    assert "--min-reward needs --rm-model" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "out.jsonl").exists()
 
 

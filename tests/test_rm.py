@@ -226,6 +226,17 @@ def test_lora_reward_model_cli_and_score(tiny, tmp_path, thresher):
     assert set(scored[2]["meta"]) == {"reward_chosen", "reward_rejected"}
     assert scored[2]["conversations"] == records[3]["conversations"]  # kept in the shape it came in
 
+    # `thresher filter --rm-model` scores with the same model and flags answers below --min-reward
+    low, high = sorted(direct)
+    filtered = tmp_path / "filtered.jsonl"
+    thresher("filter", source, "-o", filtered, "--rm-model", out, "--min-reward", str((low + high) / 2),
+             "--score-only", check=True)
+    judged = [json.loads(line)["meta"]["filter"] for line in filtered.read_text().splitlines()]
+    assert [j["scores"]["reward"] for j in judged[:2]] == pytest.approx(direct, abs=1e-5)
+    flagged = [any(f["rule"] == "reward" for f in j.get("failed", [])) for j in judged[:2]]
+    assert flagged == [d == low for d in direct]
+    assert all("reward" not in j["scores"] for j in judged[2:])  # a document and a preference pair are not scored
+
 
 def test_regression_loss_learns_scores(tiny, tmp_path):
     rng = random.Random(1)

@@ -53,6 +53,14 @@ class TrainConfig(BaseModel):
     system: str | None = Field(None, description="system prompt for dialogues that have none")
     chat_template: str | None = Field(None, description="Jinja chat template file")
 
+    @field_validator("model")
+    @classmethod
+    def _absolute_local_model(cls, value: str) -> str:
+        """A local base folder is recorded absolute: adapters save it as their base, and a relative
+        path would break loading them from any other working directory."""
+        path = Path(value).expanduser()
+        return str(path.resolve()) if path.exists() else value
+
     @field_validator("data", "eval_data", mode="before")
     @classmethod
     def _one_or_more(cls, value: Any) -> Any:
