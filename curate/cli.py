@@ -86,6 +86,15 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `thresher stats --json | head`: the reader left, not an error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except OSError as exc:  # a folder that cannot be written, a full disk: the user's to fix
+        print(f"thresher {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # a bug of ours: one line by default, the traceback on request
+        if os.environ.get("THRESHER_DEBUG"):
+            raise
+        print(f"thresher {args.command}: error: {type(exc).__name__}: {exc} "
+              "(set THRESHER_DEBUG=1 for the traceback, and please report it)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -34,8 +34,8 @@ AUTHOR_REQUIRED = frozenset({"author"})
 
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _LATIN_WORD = re.compile(r"[A-Za-z]+")
-_EN_NEGATION = re.compile(r"\b(?:not|no|never|neither|nor|isn't|aren't|wasn't)\b|n't", re.I)
-_ZH_NEGATION = re.compile(r"不|非|没|并非|而不是")
+EN_NEGATION = re.compile(r"\b(?:not|no|never|neither|nor|isn't|aren't|wasn't)\b|n't", re.I)
+ZH_NEGATION = re.compile(r"不|非|没|并非|而不是")
 
 
 @dataclass
@@ -116,14 +116,14 @@ def competitor_claim(text: str, identity: Identity) -> str | None:
         for pattern in (made_by, made_zh):
             for match in pattern.finditer(sentence):
                 pre = match.group("pre")
-                if not _EN_NEGATION.search(pre) and not _ZH_NEGATION.search(pre):
+                if not EN_NEGATION.search(pre) and not ZH_NEGATION.search(pre):
                     return match.group("who")
     return None
 
 
 def denies(text: str, lang: str) -> bool:
     """Whether the answer contains an explicit denial (for competitor questions)."""
-    return bool((_ZH_NEGATION if lang == "zh" else _EN_NEGATION).search(text))
+    return bool((ZH_NEGATION if lang == "zh" else EN_NEGATION).search(text))
 
 
 def check_answer(category: str, answer: str, identity: Identity, lang: str) -> CheckResult:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import regex
 
 from ..prompts.competitors import Competitor, load_competitors
+from .identity_check import EN_NEGATION, ZH_NEGATION
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,8 +89,14 @@ class IdentityHygiene:
         for competitor in self.competitors:
             if not any(term in lowered for term in self._lowered[competitor.key]):
                 continue  # cheap test first: most text names no competitor at all
-            match = self._patterns[competitor.key].search(text)
-            if match:
-                found.append(Claim(competitor.key, match.group(0)))
+            for match in self._patterns[competitor.key].finditer(text):
+                if not _negated(text, match.start(), match.end()):
+                    found.append(Claim(competitor.key, match.group(0)))
+                    break
         return found
+
+
+def _negated(text: str, start: int, end: int) -> bool:
+    """A denial ("I was not developed by OpenAI", "我不是通义千问") is the opposite of a claim."""
+    return bool(EN_NEGATION.search(text, max(0, start - 12), end) or ZH_NEGATION.search(text, max(0, start - 4), end))
 

@@ -391,7 +391,8 @@ class LLMClient:
         choices = completion.get("choices") or [{}]
         choice = choices[0] if isinstance(choices[0], dict) else {}
         message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
-        text = message.get("content") if isinstance(message.get("content"), str) else ""
+        # A server that echoes the key must not get it into the cache, the output or the rejects.
+        text = self.redact(message.get("content")) if isinstance(message.get("content"), str) else ""
         refusal = message.get("refusal")
         finish = choice.get("finish_reason")
         if refusal or finish == "content_filter":
@@ -499,8 +500,10 @@ class LLMClient:
                             f"{public_url(self.config.base_url) or 'the API'} answered {status} for model "
                             f"{self.config.model!r}: {detail}"
                         ) from None
+                    if status in (400, 422):
+                        raise  # the structured-output fallback above decides what a rejection means
                     if status not in RETRY_STATUSES:
-                        raise
+                        raise GenerationFailure(f"http_{status}", detail) from None
                     reason, wait = f"http_{status}", retry_after(exc.response.headers)
                 else:
                     if completion is None:

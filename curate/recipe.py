@@ -152,7 +152,9 @@ class Runner:
         self.recipe, self.base, self.run_dir = recipe, recipe_path.parent, run_dir
         self.outputs: dict[str, Path] = {}
         manifest = run_dir / MANIFEST
-        self.previous = json.loads(manifest.read_text()) if manifest.exists() else {"stages": {}}
+        self.previous = _json(manifest) if manifest.exists() else {"stages": {}}
+        if not isinstance(self.previous, dict) or not isinstance(self.previous.get("stages"), dict):
+            raise ThresherError(f"{manifest} is not a thresher manifest; delete it or choose another --out")
         self.manifest: dict[str, Any] = {"recipe": str(recipe_path), "stages": {}}
 
     def stage_dir(self, stage: StageSpec) -> Path:
@@ -227,9 +229,9 @@ class Runner:
             seconds = time.perf_counter() - start
             if (code or 0) not in stage.accept_exit:
                 self._save()
-                raise ThresherError(f"stage {stage.name} failed (exit {code}): thresher {' '.join(argv)}")
+                raise ThresherError(f"stage {stage.name} failed (exit {code}): thresher {' '.join(masked(argv))}")
             entry = {
-                "command": argv,
+                "command": masked(argv),
                 "exit": code or 0,
                 "fingerprint": fingerprint,
                 "inputs": self.input_hashes(argv),
@@ -266,15 +268,26 @@ class Runner:
         return hashlib.blake2b(payload.encode(), digest_size=12).hexdigest()
 
 
+def masked(argv: list[str]) -> list[str]:
+    """``argv`` with the value of ``--api-key`` hidden: the manifest and errors must never hold a key."""
+    return ["[redacted]" if previous == "--api-key" else arg for arg, previous in zip(argv, ["", *argv[:-1]])]
+
+
 def content_hash(path: Path) -> str:
-    """blake2b of a file's bytes; for a folder, of every file's relative path and bytes."""
+    """blake2b of a file's bytes; for a folder, of every file's relative path, size and mtime.
+
+    Folders are model folders or stage outputs: reading a 15 GB base model on
+    every rerun to decide whether to skip would cost more than most stages.
+    """
     digest = hashlib.blake2b(digest_size=12)
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    for file in files:
-        digest.update(str(file.relative_to(path) if file != path else file.name).encode())
-        with open(file, "rb") as handle:
+    if path.is_file():
+        with open(path, "rb") as handle:
             while chunk := handle.read(1 << 20):
                 digest.update(chunk)
+        return digest.hexdigest()
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        stat = file.stat()
+        digest.update(f"{file.relative_to(path)}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()
 
 

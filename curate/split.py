@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import unicodedata
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from ..schemas import QA, Dialogue, Document, Preference, Record, Scored
 from .errors import RecordError, ThresherError
 from .formats import to_record
 from .readers import read_rows
+from .shingles import normalize
 from .stage import Stage, with_meta
 from .writers import RecordWriter
 
@@ -48,13 +48,6 @@ def prompt_text(record: Record) -> str:
     else:
         return record.model_dump_json(exclude={"id"})
     return "\n".join(m.content for m in turns if m.role != "system")
-
-
-def normalise(text: str) -> str:
-    """The grouping key: NFKC, case-folded, punctuation and symbols dropped, whitespace collapsed."""
-    folded = unicodedata.normalize("NFKC", text).casefold()
-    kept = "".join(" " if unicodedata.category(c)[0] in "PSZ" else c for c in folded)
-    return " ".join(kept.split())
 
 
 def field_value(data: dict[str, Any], path: str) -> str:
@@ -128,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
                 stage.remove(row, "unreadable", error=row.error)
                 continue
             try:
-                key = normalise(prompt_text(to_record(row.data, context={"allow_placeholders": True})))
+                key = normalize(prompt_text(to_record(row.data, context={"allow_placeholders": True})))
             except RecordError as exc:
                 stage.remove(row, "invalid", field=exc.field, error=exc.reason)
                 continue

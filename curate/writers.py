@@ -15,6 +15,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+from .errors import ThresherError
+
+
+class UnsupportedOutput(ThresherError, ValueError):
+    """An output path whose suffix names no format thresher writes (a usage error, exit 2)."""
+
 
 @contextmanager
 def atomic_open(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[Any]]:
@@ -103,7 +109,9 @@ class RecordWriter:
         name = self.path.name.lower().removesuffix(".gz")
         self.type = next((s for s in self.SUFFIXES if name.endswith(s)), None)
         if self.type is None or (self.gz and self.type == ".parquet"):
-            raise ValueError(f"{self.path}: unsupported output type; use .jsonl, .json, .parquet or .csv (.gz allowed except for .parquet)")
+            raise UnsupportedOutput(
+                f"{self.path}: unsupported output type; use .jsonl, .json, .parquet or .csv (.gz allowed except for .parquet)"
+            )
         self.array = self.type == ".json"
         self.count = 0
         self._rows: list[dict[str, Any]] = []
@@ -125,6 +133,8 @@ class RecordWriter:
     def write(self, record: dict[str, Any]) -> None:
         """Write one record (raises ``TabularError`` for a nested value in a CSV output)."""
         if self.type == ".csv":
+            if isinstance(record.get("meta"), dict):  # thresher's own scores and provenance: one JSON cell
+                record = {**record, "meta": json.dumps(record["meta"], ensure_ascii=False)}
             nested = next((key for key, value in record.items() if isinstance(value, (dict, list))), None)
             if nested is not None:
                 raise TabularError(f"csv holds single-turn data only; field {nested!r} is nested")

@@ -47,10 +47,16 @@ def test_scoring_hand_written_answers_in_both_languages():
 def test_shipped_probes_are_held_out_and_user_files_load(tmp_path):
     from thresher.prompts.banks import identity_questions
 
+    from thresher.curate.dedup import duplicate_of
+
     probes = load_probes()
-    bank = {row["question"] for lang in ("zh", "en") for row in identity_questions(lang)}
+    bank = [row["question"] for lang in ("zh", "en") for row in identity_questions(lang)]
+    held_out = [p.prompt for p in probes if p.kind == "identity"]
     assert {p.lang for p in probes} == {"zh", "en"}
-    assert not bank & {p.prompt for p in probes if p.kind == "identity"}
+    # not even a near copy of a training question: each held-out question survives near-dedup against the bank
+    verdict = duplicate_of(bank + held_out, threshold=0.8, ngram=2)
+    near_copies = [q for q, v in zip(held_out, verdict[len(bank):]) if v is not None and v < len(bank)]
+    assert not near_copies
     assert any("ChatGPT" in p.prompt for p in probes if p.category == "competitor")
     questions = tmp_path / "q.jsonl"
     questions.write_text(json.dumps({"question": "Who made you?", "category": "author"}) + "\n")

@@ -188,6 +188,10 @@ NOT_CLAIMS = [
     "The metabolism of a cell is fascinating.",
     "我是小州，由神州数码开发。",
     "Google Maps can show you the way.",
+    # denials are the opposite of a claim: the identity answers synthesis keeps must survive the filter
+    "I was not developed by OpenAI: I am Xiaozhou.",
+    "No, I am not ChatGPT. I am Xiaozhou.",
+    "我不是通义千问，我是小州。",
 ]
 
 

@@ -51,6 +51,7 @@ CASES = [
     ("mojibake", "en", "Describe the café.", "The café served crème brûlée.", "The cafÃ© served crÃ¨me brÃ»lÃ©e."),
     ("mojibake", "zh", "介绍一下你自己。", "我是一个乐于助人的助手。", "锟斤拷锟斤拷烫烫烫，我是一个助手。"),
     ("placeholder", "en", "Who are you?", "In Python, f'{name}' inserts a variable.", "I am {{name}}, made by {{author}}."),
+    ("placeholder", "en", "Show a Vue binding.", "Write <p>{{ message }}</p> to render the message.", "Hi, I am <NAME>."),
     ("placeholder", "zh", "你是谁？", "我是小州，由神州数码开发。", "我是XXX，由XXX开发的人工智能助手。"),
     ("refusal", "en", "Tell me a joke.", "Why did the scarecrow win an award? He was outstanding in his field.",
      "As an AI language model, I cannot tell jokes."),

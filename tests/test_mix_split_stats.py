@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from thresher.curate.mix import copies_by_rate, parse_spec, ratio_counts
-from thresher.curate.split import normalise
+from thresher.curate.shingles import normalize
 from thresher.curate.stats import file_stats
 
 
@@ -116,9 +116,9 @@ def split_rows() -> list[dict]:
     return rows
 
 
-def test_normalise_groups_layout_case_and_punctuation():
-    assert normalise("Who are you?") == normalise("  who ARE you！ ") == "who are you"
-    assert normalise("Who are you?") != normalise("Who were you?")
+def test_normalize_groups_layout_case_and_punctuation():
+    assert normalize("Who are you?") == normalize("  who ARE you！ ") == "who are you"
+    assert normalize("Who are you?") != normalize("Who were you?")
 
 
 def test_split_groups_stratifies_and_adds_up(thresher, tmp_path):
@@ -135,7 +135,7 @@ def test_split_groups_stratifies_and_adds_up(thresher, tmp_path):
     home = {}
     for name, rows in parts.items():
         for row in rows:
-            home.setdefault(normalise(row["instruction"]), set()).add(name)
+            home.setdefault(normalize(row["instruction"]), set()).add(name)
     assert all(len(splits) == 1 for splits in home.values())  # no prompt straddles splits
     assert 17 <= len(parts["val"]) <= 24 and 7 <= len(parts["test"]) <= 13
     for name, rows in parts.items():  # zh is 1/4 of the data in every split, within a group's size

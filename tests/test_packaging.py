@@ -25,8 +25,11 @@ def wheel(tmp_path_factory) -> Path:
 
 def test_wheel_holds_every_package_and_prompt_file(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
-    for package in ("schemas", "curate", "curate/formats", "train", "prompts"):
+    for package in ("schemas", "curate", "curate/formats", "train", "prompts", "examples"):
         assert f"thresher/{package}/__init__.py" in names
+    for example in (ROOT / "examples").glob("*"):  # `thresher demo` runs these from the installed wheel
+        if example.suffix in {".yaml", ".jsonl"}:
+            assert f"thresher/examples/{example.name}" in names
     for data in (ROOT / "prompts").rglob("*"):
         if data.is_file() and data.suffix in {".md", ".txt", ".yaml", ".json", ".jsonl"}:
             assert f"thresher/prompts/{data.relative_to(ROOT / 'prompts').as_posix()}" in names

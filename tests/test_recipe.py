@@ -102,3 +102,18 @@ def test_recipe_errors_are_clear(tmp_path, capsys, text, args, message):
     recipe.write_text(text)
     assert main(["run", str(recipe), "--out", str(tmp_path / "run"), *args]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_api_keys_never_reach_the_manifest(tmp_path, capsys):
+    from thresher.curate.recipe import masked
+
+    assert masked(["synth", "answers", "q.txt", "--api-key", "sk-secret", "-o", "x"]) == [
+        "synth", "answers", "q.txt", "--api-key", "[redacted]", "-o", "x",
+    ]
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("stages: [{name: a, command: synth answers, inputs: [nope.txt], options: {api_key: sk-secret}}]")
+    assert main(["run", str(recipe), "--out", str(tmp_path / "run")]) == 2
+    captured = capsys.readouterr()
+    assert "sk-secret" not in captured.out + captured.err
+    manifest = (tmp_path / "run" / "manifest.json").read_text()  # saved before the failure is raised
+    assert "sk-secret" not in manifest
