@@ -16,10 +16,14 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .readers import Row
+from ..schemas import Record
+from .errors import RecordError
+from .formats import to_record
+from .readers import Row, read_rows
 from .writers import JsonlWriter, write_json
 
 #: The one key thresher adds to a kept record (scores, provenance, decisions).
@@ -83,6 +87,23 @@ class Stage:
                 "record": row.data if row.data is not None else row.raw,
             }
         )
+
+    def records(self, paths: Iterable[str | Path], fmt: str | None = None) -> Iterator[tuple[Record, Row]]:
+        """Every row of ``paths`` as its canonical record, counted in; rows that are not JSON
+        objects go to the removed file as ``unreadable`` and rows that break the contract as
+        ``invalid`` (with the field and the error), so callers only see valid records."""
+        for path in paths:
+            for row in read_rows(path):
+                self.seen()
+                if row.data is None:
+                    self.remove(row, "unreadable", error=row.error)
+                    continue
+                try:
+                    record = to_record(row.data, fmt)
+                except RecordError as exc:
+                    self.remove(row, "invalid", field=exc.field, error=exc.reason)
+                    continue
+                yield record, row
 
     def stats(self) -> dict[str, Any]:
         """The stats JSON's content."""

@@ -32,9 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..curate.errors import RecordError, ThresherError
-from ..curate.formats import to_record
-from ..curate.readers import read_rows
+from ..curate.errors import ThresherError
 from ..curate.stage import Stage
 from ..schemas import QA, Dialogue, Message
 
@@ -173,23 +171,13 @@ def end_of_turn_ids(tokenizer: Any) -> list[int]:
 
 def read_dialogues(paths: Iterable[str | Path], stage: Stage) -> Iterator[tuple[Dialogue, Any]]:
     """Stream every SFT record of ``paths`` with its row; other rows go to the stage's removed file."""
-    for path in paths:
-        for row in read_rows(path):
-            stage.seen()
-            if row.data is None:
-                stage.remove(row, "unreadable", error=row.error)
-                continue
-            try:
-                record = to_record(row.data)
-            except RecordError as exc:
-                stage.remove(row, "invalid", field=exc.field, error=exc.reason)
-                continue
-            if isinstance(record, QA):
-                record = record.to_dialogue()
-            if not isinstance(record, Dialogue):
-                stage.remove(row, "not_sft", kind=record.kind)
-                continue
-            yield record, row
+    for record, row in stage.records(paths):
+        if isinstance(record, QA):
+            record = record.to_dialogue()
+        if not isinstance(record, Dialogue):
+            stage.remove(row, "not_sft", kind=record.kind)
+            continue
+        yield record, row
 
 
 def load_examples(

@@ -38,9 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..curate.errors import RecordError, ThresherError
-from ..curate.formats import to_record
-from ..curate.readers import Row, read_rows
+from ..curate.errors import ThresherError
+from ..curate.readers import Row
 from ..curate.stage import Stage
 from ..schemas import Dialogue, Message, Preference, Scored
 from .collate import Batches, length_grouped
@@ -186,21 +185,11 @@ def margin_of(pair: Preference, row: Row, margin_field: str | None) -> float | N
 
 def read_records(paths: Iterable[str | Path], stage: Stage) -> Iterator[tuple[Preference | Scored, Row]]:
     """Every ``Preference`` and ``Scored`` record of ``paths``; other rows go to the removed file."""
-    for path in paths:
-        for row in read_rows(path):
-            stage.seen()
-            if row.data is None:
-                stage.remove(row, "unreadable", error=row.error)
-                continue
-            try:
-                record = to_record(row.data)
-            except RecordError as exc:
-                stage.remove(row, "invalid", field=exc.field, error=exc.reason)
-                continue
-            if not isinstance(record, (Preference, Scored)):
-                stage.remove(row, "not_preference", kind=record.kind)
-                continue
-            yield record, row
+    for record, row in stage.records(paths):
+        if not isinstance(record, (Preference, Scored)):
+            stage.remove(row, "not_preference", kind=record.kind)
+            continue
+        yield record, row
 
 
 def load_pairs(

@@ -39,9 +39,6 @@ def _items(record: Any) -> tuple[list[tuple[Any, str]], Any]:
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from ..curate.errors import RecordError
-    from ..curate.formats import to_record
-    from ..curate.readers import read_rows
     from ..curate.stage import Stage, default_sidecar, with_meta
     from ..curate.writers import RecordWriter
     from .rm import RewardScorer
@@ -58,23 +55,15 @@ def run(args: argparse.Namespace) -> int:
                 stage.keep()
             pending.clear()
 
-        for path in args.input:
-            for row in read_rows(path):
-                stage.seen()
-                if row.data is None:
-                    stage.remove(row, "unreadable", error=row.error)
-                    continue
-                try:
-                    items, place = _items(to_record(row.data))
-                except RecordError as exc:
-                    stage.remove(row, "invalid", field=exc.field, error=exc.reason)
-                    continue
-                except ValueError as exc:
-                    stage.remove(row, "not_scorable", error=str(exc))
-                    continue
-                pending.append((row.data, items, place))
-                if len(pending) >= CHUNK:
-                    flush()
+        for record, row in stage.records(args.input):
+            try:
+                items, place = _items(record)
+            except ValueError as exc:
+                stage.remove(row, "not_scorable", error=str(exc))
+                continue
+            pending.append((row.data, items, place))
+            if len(pending) >= CHUNK:
+                flush()
         if pending:
             flush()
     Console().print(f"scored {stage.kept} of {stage.records_in} records -> {args.output}"
