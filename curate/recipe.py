@@ -305,6 +305,9 @@ def collect_counts(stage_dir: Path) -> dict[str, Any]:
             counts["results"] = {k: round(v, 4) for k, v in last.items() if k in ("step", "loss", "eval_loss", "eval_accuracy")}
     for path in stage_dir.rglob("report.json"):
         report = _json(path)
+        if isinstance(report, dict) and {"total", "valid", "invalid"} <= report.keys():  # thresher validate
+            counts["in"] = report["total"]
+            counts["results"] = {"valid": report["valid"], "invalid": report["invalid"]}
         if isinstance(report, dict) and "identity" in report:
             counts["results"] = {
                 "identity_pass_rate": report["identity"]["rate"],

@@ -117,3 +117,18 @@ def test_api_keys_never_reach_the_manifest(tmp_path, capsys):
     assert "sk-secret" not in captured.out + captured.err
     manifest = (tmp_path / "run" / "manifest.json").read_text()  # saved before the failure is raised
     assert "sk-secret" not in manifest
+
+
+def test_shipped_clean_corpus_recipe(tmp_path):
+    from pathlib import Path
+
+    recipe = Path(__file__).resolve().parents[1] / "examples" / "clean_corpus.yaml"
+    assert main(["run", str(recipe), "--out", str(tmp_path / "run")]) == 0
+    stages = manifest(tmp_path / "run")["stages"]
+    assert stages["check"]["exit"] == 1  # the sample plants a {{name}} document: reported, and the run goes on
+    assert stages["check"]["counts"] == {"in": 80, "results": {"valid": 79, "invalid": 1}}
+    dedup, filtered = stages["dedup"]["counts"], stages["filter"]["counts"]
+    assert dedup["in"] == 80 and dedup["kept"] + dedup["removed_total"] == 80
+    assert dedup["removed"] == {"duplicate": dedup["removed_total"]} and dedup["removed_total"] >= 15
+    assert filtered["in"] == dedup["kept"] and filtered["kept"] + filtered["removed_total"] == filtered["in"]
+    assert filtered["removed"].get("placeholder") == 1
