@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 
 import pytest
 
-from thresher.curate.cli import COMMANDS
+from thresher.curate.cli import COMMANDS, build_parser
 
-HEAVY = ("torch", "transformers", "datasets", "peft", "accelerate", "openai", "datasketch", "fasttext")
+HEAVY = ("torch", "transformers", "datasets", "peft", "accelerate", "openai", "datasketch", "fasttext", "scipy")
+
+
+def every_help_argv() -> list[tuple[str, ...]]:
+    """``--help`` of the root, of every command and of every nested subcommand (``train sft``...)."""
+    argvs: list[tuple[str, ...]] = [("--help",), ("--version",)]
+    for name in COMMANDS:
+        argvs.append((name, "--help"))
+        command = build_parser(name)._subparsers._group_actions[0].choices[name]
+        for action in command._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                argvs += [(name, sub, "--help") for sub in action.choices]
+    return argvs
 
 
 def imported_modules(*argv: str) -> set[str]:
@@ -24,7 +37,7 @@ def imported_modules(*argv: str) -> set[str]:
     return names
 
 
-@pytest.mark.parametrize("argv", [("--help",), ("--version",)] + [(name, "--help") for name in COMMANDS])
+@pytest.mark.parametrize("argv", every_help_argv(), ids=" ".join)
 def test_help_and_version_import_no_heavy_library(argv):
     heavy = imported_modules(*argv) & set(HEAVY)
     assert not heavy, f"thresher {' '.join(argv)} imported {heavy}"

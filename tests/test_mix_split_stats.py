@@ -7,7 +7,6 @@ import random
 from collections import Counter
 from pathlib import Path
 
-import pytest
 
 from thresher.curate.mix import copies_by_rate, parse_spec, ratio_counts
 from thresher.curate.shingles import normalize
@@ -209,18 +208,3 @@ def test_stats_cli_json_and_tokenizer(thresher, tmp_path):
     assert table.returncode == 0 and "exact duplicates" in table.stdout and "chars p95" in table.stdout
     missing = thresher("stats", path, "--tokenizer", tmp_path / "nope")
     assert missing.returncode == 2 and "must be a local folder" in missing.stderr
-
-
-@pytest.mark.parametrize("command", ["convert", "mix", "split", "stats"])
-def test_help_does_not_import_heavy_libraries(command):
-    import subprocess
-    import sys
-
-    code = (
-        "import sys; from thresher.curate.cli import main\n"
-        f"try: main(['{command}', '--help'])\nexcept SystemExit: pass\n"
-        "heavy = {'torch', 'transformers', 'datasets', 'openai', 'datasketch', 'fasttext'} & set(sys.modules)\n"
-        "print(sorted(heavy))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip().splitlines()[-1] == "[]"

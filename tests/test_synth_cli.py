@@ -340,18 +340,6 @@ def test_preference_scores_samples_and_derives_pairs(tmp_path, thresher):
     assert all(seed(p.chosen) < seed(p.rejected) for p in pairs)
 
 
-def test_synth_help_imports_no_heavy_library():
-    code = (
-        "import sys\nfrom thresher.curate.cli import main\n"
-        "for argv in (['synth', '--help'], ['synth', 'identity', '--help'], ['rename', '--help']):\n"
-        "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
-        "heavy = {'openai', 'torch', 'transformers', 'datasets', 'datasketch', 'fasttext'} & set(sys.modules)\n"
-        "assert not heavy, heavy\n"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
-
-
 def test_a_repeated_input_is_asked_and_written_once(tmp_path, thresher):
     questions = tmp_path / "q.txt"
     questions.write_text("same question\nother question\nsame question\n", encoding="utf-8")
