@@ -308,22 +308,16 @@ def test_minilm_reward_model_on_dpo_demo(peer_data, tmp_path, monkeypatch):
 
 def test_two_processes_equal_one_process_rm(tiny, tmp_path):
     """torchrun with 2 CPU processes (gloo) x accumulation 1 == 1 process x accumulation 2, step for step."""
-    import os
-    import subprocess
-    import sys
+    from torchrun import metrics, two_process_metrics
 
     data = tmp_path / "prefs.json"
     data.write_text(json.dumps(preference_rows(8)), encoding="utf-8")
-    common = ["train", "rm", "--model", str(tiny), "--data", str(data), "--max-steps", "2", "--batch-size", "2",
-              "--lora-dropout", "0", "--lr", "1e-2"]
-    exe = str(Path(sys.executable).with_name("thresher"))
-    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", exe,
-                    *common, "--grad-accum", "1", "-o", str(tmp_path / "ddp")],
-                   check=True, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    two = two_process_metrics(["train", "rm", "--model", str(tiny), "--data", str(data), "--max-steps", "2",
+                               "--batch-size", "2", "--lora-dropout", "0", "--lr", "1e-2", "--grad-accum", "1"],
+                              tmp_path / "ddp")
     run_rm(RMConfig(model=str(tiny), data=[str(data)], output=str(tmp_path / "one"), max_steps=2, batch_size=2,
-                       lora_dropout=0.0, lr=1e-2, grad_accum=2))
-    two, one = ([json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
-                for name in ("ddp", "one"))
+                 lora_dropout=0.0, lr=1e-2, grad_accum=2))
+    one = metrics(tmp_path / "one")
     assert len(two) == len(one) == 2
     for a, b in zip(two, one):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)

@@ -9,8 +9,6 @@ learned and kept through merge, and the CLI (qlora on CPU, chat, config).
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -307,16 +305,13 @@ def test_resume_after_interrupt_matches_uninterrupted(models, sft_file, tmp_path
 
 def test_two_processes_equal_one_process_with_the_same_global_batch(models, sft_file, tmp_path):
     """torchrun with 2 CPU processes (gloo) x accumulation 1 == 1 process x accumulation 2, step for step."""
-    common = ["train", "sft", "--model", str(models["llama"]), "--data", str(sft_file), "--max-steps", "3",
-              "--batch-size", "1", "--lora-dropout", "0", "--lr", "1e-2"]
-    thresher_exe = str(Path(sys.executable).with_name("thresher"))
-    env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                    thresher_exe, *common, "--grad-accum", "1", "-o", str(tmp_path / "ddp")],
-                   check=True, capture_output=True, text=True, env=env, timeout=300)
+    from torchrun import two_process_metrics
+
+    logged = two_process_metrics(["train", "sft", "--model", str(models["llama"]), "--data", str(sft_file),
+                                  "--max-steps", "3", "--batch-size", "1", "--lora-dropout", "0", "--lr", "1e-2",
+                                  "--grad-accum", "1"], tmp_path / "ddp")
     single = run_sft(TrainConfig(model=str(models["llama"]), data=[str(sft_file)], output=str(tmp_path / "one"),
                                  max_steps=3, batch_size=1, grad_accum=2, lora_dropout=0.0, lr=1e-2))
-    logged = [json.loads(line) for line in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()]
     assert len(logged) == len(single.log) == 3
     for two, one in zip(logged, single.log):
         assert two["loss"] == pytest.approx(one["loss"], rel=1e-5)
