@@ -217,8 +217,8 @@ def signature_only(texts: list[str]) -> tuple[float, float]:
     """Seconds to sign ``texts`` (already shingled): thresher's numpy path vs ``MinHash.bulk``."""
     from datasketch import MinHash
 
-    from thresher.curate import minhash
-    from thresher.curate.shingles import Shingler
+    from thresher.curate.dedup import minhash
+    from thresher.curate.dedup.shingles import Shingler
 
     values, counts = Shingler().hashes(texts)
     start = time.perf_counter()
@@ -233,8 +233,8 @@ def signature_only(texts: list[str]) -> tuple[float, float]:
 
 def similarity_table(args: argparse.Namespace, samples: int = 200) -> None:
     """Median Jaccard of a copy vs. its original by token edit rate and n-gram size (the README's table)."""
-    from thresher.curate.minhash import jaccard
-    from thresher.curate.shingles import Shingler
+    from thresher.curate.dedup.minhash import jaccard
+    from thresher.curate.dedup.shingles import Shingler
 
     rng = random.Random(args.seed)
     pools, description = sentence_pools(args.peer_data, rng)

@@ -64,8 +64,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    from thresher.curate.filter import Filter, run_filter
-    from thresher.curate.heuristics import load_rules
+    from thresher.curate.filter.command import Filter, run_filter
+    from thresher.curate.filter.heuristics import load_rules
 
     rng = random.Random(args.seed)
     with tempfile.TemporaryDirectory() as tmp:

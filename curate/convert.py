@@ -18,14 +18,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ..schemas import QA, Dialogue, Preference, Record, Scored
-from .errors import RecordError, ThresherError
-from .formats import FORMATS, RENDERERS, CannotRender, to_records
-from .formats.base import as_dialogue
-from .llamafactory import STYLES, LlamaFactoryWriter
-from .readers import Row, read_rows
-from .stage import Stage, default_sidecar
-from .writers import RecordWriter, TabularError
+from thresher.schemas import QA, Dialogue, Preference, Record, Scored
+from thresher.curate.errors import RecordError, ThresherError
+from thresher.curate.io.formats import FORMATS, RENDERERS, CannotRender, to_records
+from thresher.curate.io.formats.base import as_dialogue
+from thresher.curate.io.llamafactory import STYLES, LlamaFactoryWriter
+from thresher.curate.io.readers import Row, read_rows
+from thresher.curate.stage import Stage, default_sidecar
+from thresher.curate.io.writers import RecordWriter, TabularError
 
 TARGETS: tuple[str, ...] = (*RENDERERS, "llamafactory")
 ALLOW = {"allow_placeholders": True}
@@ -152,7 +152,7 @@ def write_one(output: FileOutput | LlamaFactoryWriter, record: Record, keep_last
 
 def reason_of(exc: RecordError) -> str:
     """The rejects reason of an invalid row, grouped as validate groups it (the field is in the detail)."""
-    from .validate import reason_category
+    from thresher.curate.validate import reason_category
 
     return f"invalid: {reason_category(exc.reason)}"
 

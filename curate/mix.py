@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from .errors import ThresherError
-from .readers import Row, read_rows
-from .stage import Stage, default_sidecar, with_meta
-from .writers import RecordWriter
+from thresher.curate.errors import ThresherError
+from thresher.curate.io.readers import Row, read_rows
+from thresher.curate.stage import Stage, default_sidecar, with_meta
+from thresher.curate.io.writers import RecordWriter
 
 MIN_RATE, MAX_RATE = 0.01, 10.0
 

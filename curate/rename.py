@@ -22,8 +22,8 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from ..schemas import find_placeholder
-from .errors import InputError, ThresherError
+from thresher.schemas import find_placeholder
+from thresher.curate.errors import InputError, ThresherError
 
 #: Slot words that mean the same thing; ``--set name=X`` fills all of them.
 SYNONYMS: dict[str, tuple[str, ...]] = {
@@ -130,8 +130,8 @@ def run(args: argparse.Namespace) -> int:
     from rich.markup import escape
     from rich.table import Table
 
-    from .readers import read_rows
-    from .writers import RecordWriter
+    from thresher.curate.io.readers import read_rows
+    from thresher.curate.io.writers import RecordWriter
 
     sets = dict(_pair(text, "--set") for text in args.set)
     replaces = dict(_pair(text, "--replace") for text in args.replace)

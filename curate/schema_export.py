@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..schemas import KINDS
-from .writers import write_json
+from thresher.schemas import KINDS
+from thresher.curate.io.writers import write_json
 
 
 def export(directory: str | Path) -> list[Path]:

@@ -23,13 +23,13 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from ..schemas import QA, Dialogue, Document, Preference, Record, Scored
-from .errors import RecordError, ThresherError
-from .formats import to_record
-from .readers import read_rows
-from .shingles import normalize
-from .stage import Stage, with_meta
-from .writers import RecordWriter
+from thresher.schemas import QA, Dialogue, Document, Preference, Record, Scored
+from thresher.curate.errors import RecordError, ThresherError
+from thresher.curate.io.formats import to_record
+from thresher.curate.io.readers import read_rows
+from thresher.curate.dedup.shingles import normalize
+from thresher.curate.stage import Stage, with_meta
+from thresher.curate.io.writers import RecordWriter
 
 SPLITS = ("train", "val", "test")
 MISSING = "(missing)"

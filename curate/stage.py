@@ -20,11 +20,11 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ..schemas import Record
-from .errors import RecordError
-from .formats import to_record
-from .readers import Row, read_rows
-from .writers import JsonlWriter, write_json
+from thresher.schemas import Record
+from thresher.curate.errors import RecordError
+from thresher.curate.io.formats import to_record
+from thresher.curate.io.readers import Row, read_rows
+from thresher.curate.io.writers import JsonlWriter, write_json
 
 #: The one key thresher adds to a kept record (scores, provenance, decisions).
 META_KEY = "meta"

@@ -20,12 +20,12 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-from ..schemas import Dialogue, Document, Preference, Record, Scored
-from .errors import RecordError, ThresherError
-from .formats import to_records
-from .formats.base import as_dialogue
-from .readers import read_rows
-from .scripts import LANGUAGES, language
+from thresher.schemas import Dialogue, Document, Preference, Record, Scored
+from thresher.curate.errors import RecordError, ThresherError
+from thresher.curate.io.formats import to_records
+from thresher.curate.io.formats.base import as_dialogue
+from thresher.curate.io.readers import read_rows
+from thresher.curate.text.scripts import LANGUAGES, language
 
 TOP_SYSTEMS = 5
 

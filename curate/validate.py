@@ -18,10 +18,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from ..schemas import QA, Dialogue, Record
-from .errors import InputError, RecordError
-from .formats import FORMATS, to_record
-from .readers import Row, Shard, file_type, jsonl_shards, read_jsonl_shard, read_rows
+from thresher.schemas import QA, Dialogue, Record
+from thresher.curate.errors import InputError, RecordError
+from thresher.curate.io.formats import FORMATS, to_record
+from thresher.curate.io.readers import Row, Shard, file_type, jsonl_shards, read_jsonl_shard, read_rows
 
 KIND_CHOICES = ("auto", "dialogue", "qa", "preference", "scored", "document")
 LISTING_CAP = 50
@@ -197,7 +197,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from .writers import JsonlWriter, write_json
+    from thresher.curate.io.writers import JsonlWriter, write_json
 
     if args.rejects:
         with JsonlWriter(args.rejects) as rejects:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from . import read_text
+from thresher.prompts import read_text
 
 #: Languages with a question bank.
 LANGS: tuple[str, ...] = ("zh", "en")

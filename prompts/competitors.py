@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import yaml
 
-from . import read_text
+from thresher.prompts import read_text
 
 RESOURCE = "competitors.yaml"
 

@@ -1,7 +1,7 @@
 """thresher's data contract: canonical Pydantic records, nothing else."""
 
-from .placeholders import PLACEHOLDER_RE, find_placeholder
-from .records import (
+from thresher.schemas.placeholders import PLACEHOLDER_RE, find_placeholder
+from thresher.schemas.records import (
     KINDS,
     QA,
     Dialogue,

@@ -29,7 +29,7 @@ from pydantic import (
     model_validator,
 )
 
-from .placeholders import find_placeholder
+from thresher.schemas.placeholders import find_placeholder
 
 Role = Literal["system", "user", "assistant", "tool"]
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from thresher.curate.cli import COMMANDS, build_parser
+from thresher.cli.main import COMMANDS, build_parser
 
 HEAVY = ("torch", "transformers", "datasets", "peft", "accelerate", "openai", "datasketch", "fasttext", "scipy")
 
@@ -27,7 +27,7 @@ def every_help_argv() -> list[tuple[str, ...]]:
 
 def imported_modules(*argv: str) -> set[str]:
     """Top-level modules imported while running the CLI with ``argv`` (via -X importtime)."""
-    code = f"import sys; from thresher.curate.cli import main; sys.exit(main({list(argv)!r}))"
+    code = f"import sys; from thresher.cli.main import main; sys.exit(main({list(argv)!r}))"
     result = subprocess.run([sys.executable, "-X", "importtime", "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     names = set()

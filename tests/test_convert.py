@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from thresher.curate.formats import RENDERERS, CannotRender, detect, to_records
-from thresher.curate.formats.base import as_dialogue
-from thresher.curate.readers import read_rows
+from thresher.curate.io.formats import RENDERERS, CannotRender, detect, to_records
+from thresher.curate.io.formats.base import as_dialogue
+from thresher.curate.io.readers import read_rows
 from thresher.schemas import Dialogue, Preference
 
 ALLOW = {"allow_placeholders": True}

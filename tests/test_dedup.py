@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from thresher.curate import minhash
-from thresher.curate.dedup import dedup, duplicate_of
-from thresher.curate.shingles import CJK, Shingler, exact_key, fold, normalize
+from thresher.curate.dedup import minhash
+from thresher.curate.dedup.command import dedup, duplicate_of
+from thresher.curate.dedup.shingles import CJK, Shingler, exact_key, fold, normalize
 
 # Thirty-character Chinese sentences, unrelated to each other.
 ZH = [
@@ -252,7 +252,7 @@ def test_cli_removes_exact_and_near_with_reasons(tmp_path, thresher):
     assert dups[3]["kind"] == dups[8]["kind"] == "exact" and dups[3]["similarity"] == 1.0
     assert dups[5]["kind"] == "near" and 0.7 <= dups[5]["similarity"] < 1.0
     assert dups[5]["duplicate_of_source"] == f"{path}:2"
-    from thresher.curate.formats import to_record
+    from thresher.curate.io.formats import to_record
 
     assert dups[3]["duplicate_of"] == to_record(rows[0]).id
     invalid = [r for r in removed if r["reason"] == "invalid"]
@@ -306,7 +306,7 @@ def test_conservation_and_determinism(tmp_path, verify):
 
 def test_workers_give_the_same_result_as_one_process(tmp_path, monkeypatch):
     """The shipped general sample twice over, through a process pool: every copy is an exact duplicate."""
-    import thresher.curate.dedup as module
+    import thresher.curate.dedup.command as module
 
     monkeypatch.setattr(module, "BATCH", 32)  # several batches, so the pool really runs
     source = Path(__file__).resolve().parents[1] / "examples" / "general_sample.jsonl"
@@ -405,9 +405,9 @@ def test_help_documents_against(thresher):  # heavy imports at --help: tests/tes
 
 
 def test_record_text_for_every_kind():
-    from thresher.curate.dedup import record_text
+    from thresher.curate.dedup.command import record_text
     from thresher.curate.errors import RecordError
-    from thresher.curate.formats import to_record
+    from thresher.curate.io.formats import to_record
 
     qa = to_record({"question": "Q?", "answer": "A.", "system": "S"})
     assert [record_text(qa, on) for on in ("prompt", "response", "all")] == ["Q?", "A.", "Q?\nA."]

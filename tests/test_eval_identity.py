@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from thresher.curate.cli import main
+from thresher.cli.main import main
 from thresher.schemas import Identity
 from thresher.train.eval_identity import Probe, load_probes, score, summarize
 
@@ -47,7 +47,7 @@ def test_scoring_hand_written_answers_in_both_languages():
 def test_shipped_probes_are_held_out_and_user_files_load(tmp_path):
     from thresher.prompts.banks import identity_questions
 
-    from thresher.curate.dedup import duplicate_of
+    from thresher.curate.dedup.command import duplicate_of
 
     probes = load_probes()
     bank = [row["question"] for lang in ("zh", "en") for row in identity_questions(lang)]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from thresher.curate.identity_hygiene import IdentityHygiene
+from thresher.curate.filter.identity_hygiene import IdentityHygiene
 from thresher.prompts.competitors import load_competitors
 
 GOOD_EN = {"instruction": "What is the capital of France?", "input": "", "output": "The capital of France is Paris."}

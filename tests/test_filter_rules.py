@@ -8,9 +8,9 @@ import random
 import pytest
 
 from thresher.curate.errors import InputError
-from thresher.curate.formats import to_record
-from thresher.curate.heuristics import RULES, default_config, load_rules
-from thresher.curate.texts import texts_of
+from thresher.curate.io.formats import to_record
+from thresher.curate.filter.heuristics import RULES, default_config, load_rules
+from thresher.curate.text.fields import texts_of
 
 RULESET = load_rules()
 
@@ -112,7 +112,7 @@ def test_rule_keeps_and_removes(rule, lang, prompt, kept, removed):
 
 def test_word_rules_would_misfire_on_chinese_without_the_script_check():
     # Proof that the guard matters: measured as if spaced, Chinese looks like one giant word.
-    from thresher.curate import textstats as ts
+    from thresher.curate.text import measures as ts
 
     words = ts.words(SPACED_ZH)
     assert len(words) >= 50 and sum(map(len, words)) / len(words) > 10

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from thresher.curate.identity_check import answer_language, check_answer, competitor_claim
+from thresher.curate.text.identity import answer_language, check_answer, competitor_claim
 from thresher.schemas import Identity
 
 ME = Identity(name="小州", author="神州数码", name_en="Xiaozhou", author_en="Digital China")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 
 from thresher.curate.mix import copies_by_rate, parse_spec, ratio_counts
-from thresher.curate.shingles import normalize
+from thresher.curate.dedup.shingles import normalize
 from thresher.curate.stats import file_stats
 
 

@@ -11,6 +11,8 @@ import pydantic
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+#: The source folders that become ``thresher.<folder>``.
+FOLDERS = ("schemas", "prompts", "curate", "train", "cli", "examples")
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +27,10 @@ def wheel(tmp_path_factory) -> Path:
 
 def test_wheel_holds_every_package_and_prompt_file(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
-    for package in ("schemas", "curate", "curate/formats", "train", "prompts", "examples"):
-        assert f"thresher/{package}/__init__.py" in names
+    packages = [p.parent.relative_to(ROOT).as_posix() for top in FOLDERS for p in (ROOT / top).rglob("__init__.py")]
+    assert "curate/io/formats" in packages and "cli" in packages
+    missing = [package for package in packages if f"thresher/{package}/__init__.py" not in names]
+    assert not missing, f"packages missing from the wheel (list them in pyproject.toml): {missing}"
     for example in (ROOT / "examples").glob("*"):  # `thresher demo` runs these from the installed wheel
         if example.suffix in {".yaml", ".jsonl"}:
             assert f"thresher/examples/{example.name}" in names
@@ -34,7 +38,7 @@ def test_wheel_holds_every_package_and_prompt_file(wheel):
         if data.is_file() and data.suffix in {".md", ".txt", ".yaml", ".json", ".jsonl"}:
             assert f"thresher/prompts/{data.relative_to(ROOT / 'prompts').as_posix()}" in names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
-    assert "thresher = thresher.curate.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "thresher = thresher.cli.main:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 
 
 def test_installed_wheel_validates_without_the_source_tree(wheel, tmp_path):
@@ -50,7 +54,7 @@ def test_installed_wheel_validates_without_the_source_tree(wheel, tmp_path):
         f"assert thresher.schemas.__file__.startswith({str(target)!r}), thresher.schemas.__file__;"
         "from thresher.prompts.banks import eval_questions, identity_questions;"
         "assert len(identity_questions('en')) >= 150 and eval_questions();"
-        "from thresher.curate.cli import main;"
+        "from thresher.cli.main import main;"
         f"sys.exit(main(['validate', {str(example)!r}]))"
     )
     result = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True, cwd=tmp_path)

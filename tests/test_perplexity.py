@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from thresher.curate.errors import ThresherError  # noqa: E402
-from thresher.curate.perplexity import Perplexity  # noqa: E402
+from thresher.curate.filter.perplexity import Perplexity  # noqa: E402
 
 SUBJECTS = ["the cat", "the dog", "my friend", "the teacher", "our neighbour", "小猫", "老师", "我的朋友"]
 VERBS = ["reads a book", "walks to school", "drinks some tea", "plays in the garden", "在公园散步", "喝了一杯茶"]
@@ -133,7 +133,7 @@ def test_filter_with_max_ppl_and_percentile(trained_model, tmp_path, thresher):
 
 def _no_rules(tmp_path: Path) -> Path:
     """Heuristics off, so that only perplexity decides (garbage would fail them too)."""
-    from thresher.curate.heuristics import RULES
+    from thresher.curate.filter.heuristics import RULES
 
     path = tmp_path / "off.yaml"
     path.write_text("".join(f"{name}: {{enabled: false}}\n" for name in RULES), encoding="utf-8")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from thresher.curate.errors import ThresherError
-from thresher.curate.quality import QualityModel, prepare, read_texts, train
+from thresher.curate.filter.quality import QualityModel, prepare, read_texts, train
 
 TOPICS_EN = ["rivers", "volcanoes", "bread", "libraries", "bicycles", "tides", "bees", "glaciers", "violins", "maps"]
 TOPICS_ZH = ["河流", "火山", "面包", "图书馆", "自行车", "潮汐", "蜜蜂", "冰川", "小提琴", "地图"]

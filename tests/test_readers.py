@@ -9,7 +9,7 @@ import json
 import pytest
 
 from thresher.curate.errors import InputError
-from thresher.curate.readers import read_rows
+from thresher.curate.io.readers import read_rows
 
 RECORDS = [
     {"instruction": "说你好", "input": "", "output": "你好"},
@@ -123,7 +123,7 @@ def test_a_folder_that_is_not_a_dataset(tmp_path):
 
 
 def test_writers_round_trip_a_lone_surrogate(tmp_path):
-    from thresher.curate.writers import JsonlWriter, RecordWriter
+    from thresher.curate.io.writers import JsonlWriter, RecordWriter
 
     record = {"text": "half an emoji \ud83d here", "zh": "中文"}
     for path, writer in ((tmp_path / "a.jsonl", JsonlWriter), (tmp_path / "b.json", RecordWriter)):

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from thresher.curate.cli import main
+from thresher.cli.main import main
 
 RECIPE = """
 vars: {rate: 0.5, target: messages}
@@ -105,7 +105,7 @@ def test_recipe_errors_are_clear(tmp_path, capsys, text, args, message):
 
 
 def test_api_keys_never_reach_the_manifest(tmp_path, capsys):
-    from thresher.curate.recipe import masked
+    from thresher.cli.recipe import masked
 
     assert masked(["synth", "answers", "q.txt", "--api-key", "sk-secret", "-o", "x"]) == [
         "synth", "answers", "q.txt", "--api-key", "[redacted]", "-o", "x",

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from fake_openai import FakeOpenAI, Reply, echo_responder, last_user, persona_responder, wants_schema
 
-from thresher.curate.identity_check import check_answer
+from thresher.curate.text.identity import check_answer
 from thresher.prompts.banks import CATEGORIES
 from thresher.schemas import QA, Identity, Preference, Scored
 
@@ -353,7 +353,7 @@ def test_a_repeated_input_is_asked_and_written_once(tmp_path, thresher):
 
 
 def test_question_dedup_drops_near_duplicates_of_seen_and_of_each_other():
-    from thresher.curate.synth_paraphrase import dedup_questions
+    from thresher.curate.synth.paraphrase import dedup_questions
 
     seen = ["你是谁开发的人工智能助手？", "What can you do for me?"]
     fresh = dedup_questions(

@@ -15,7 +15,7 @@ import pytest
 from fake_openai import FakeOpenAI, Reply, Scripted, echo_responder
 from pydantic import BaseModel
 
-from thresher.curate.llm import (
+from thresher.curate.synth.client import (
     ClientConfig,
     ClientError,
     GenerationFailure,
@@ -25,7 +25,7 @@ from thresher.curate.llm import (
     Request,
     retry_after,
 )
-from thresher.curate.writers import AppendJsonl, read_jsonl_objects
+from thresher.curate.io.writers import AppendJsonl, read_jsonl_objects
 
 KEY = "sk-test-SECRET-0123456789"
 

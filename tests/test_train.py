@@ -437,7 +437,7 @@ def test_model_without_template_trains_with_chatml_fallback_and_merges(corpus, s
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
 def test_qlora_on_cpu_stops_before_loading(tmp_path, sft_file, capsys):
-    from thresher.curate.cli import main
+    from thresher.cli.main import main
 
     code = main(["train", "sft", "--model", str(tmp_path / "no-such-model"), "--data", str(sft_file),
                  "-o", str(tmp_path / "out"), "--method", "qlora"])
@@ -465,7 +465,7 @@ def test_cli_yaml_config_flags_override_and_resolved_config_saved(thresher, mode
 def test_model_tiny_cli_builds_loadable_qwen2(tmp_path, sft_file):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from thresher.curate.cli import main
+    from thresher.cli.main import main
 
     out = tmp_path / "tiny"
     assert main(["model", "tiny", "-o", str(out), "--data", str(sft_file), "--vocab", "300", "--hidden", "32",

@@ -8,7 +8,7 @@ import pytest
 
 from thresher.curate import validate as validate_module
 from thresher.curate.errors import RecordError
-from thresher.curate.formats import detect, to_record
+from thresher.curate.io.formats import detect, to_record
 from thresher.curate.validate import validate_paths
 
 SAMPLES = {

@@ -39,7 +39,7 @@ def user_turns(stream=sys.stdin):  # noqa: ANN001, ANN201 - a text stream in, st
 def run(args: argparse.Namespace) -> int:
     from transformers import TextStreamer
 
-    from .inference import generate_reply, load_trained
+    from thresher.train.inference import generate_reply, load_trained
 
     model, tokenizer = load_trained(args.model, args.adapter)
     system = [{"role": "system", "content": args.system}] if args.system else []

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from .config import add_training_flags, resolve
+from thresher.train.config import add_training_flags, resolve
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -43,16 +43,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.train_command == "sft":
-        from .config import TrainConfig
-        from .sft import run_sft
+        from thresher.train.config import TrainConfig
+        from thresher.train.sft import run_sft
 
         run_sft(resolve(TrainConfig, args))
     elif args.train_command == "rm":
-        from .rm import RMConfig, run_rm
+        from thresher.train.rm import RMConfig, run_rm
 
         run_rm(resolve(RMConfig, args))
     elif args.train_command == "dpo":
-        from .dpo import DPOConfig, run_dpo
+        from thresher.train.dpo import DPOConfig, run_dpo
 
         run_dpo(resolve(DPOConfig, args))
     return 0

@@ -24,7 +24,7 @@ import random
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .data import IGNORE, Example
+from thresher.train.data import IGNORE, Example
 
 MEGABATCH = 64
 

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ..curate.errors import ThresherError
+from thresher.curate.errors import ThresherError
 
 CONFIG_FILE = "train_config.yaml"
 
@@ -85,7 +85,7 @@ class TrainConfig(BaseModel):
         """Write the resolved config as YAML (atomically); returns the path."""
         import yaml
 
-        from ..curate.writers import atomic_open
+        from thresher.curate.io.writers import atomic_open
 
         path = Path(folder) / CONFIG_FILE
         with atomic_open(path) as handle:

@@ -32,9 +32,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..curate.errors import ThresherError
-from ..curate.stage import Stage
-from ..schemas import QA, Dialogue, Message
+from thresher.curate.errors import ThresherError
+from thresher.curate.stage import Stage
+from thresher.schemas import QA, Dialogue, Message
 
 IGNORE = -100
 

@@ -30,11 +30,11 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from ..curate.errors import ThresherError
-from .config import TrainConfig
-from .data import IGNORE
-from .loop import Artifacts, LoopState, build_accelerator, check_output, train
-from .pairs import PairEncoder, grouped_batches, load_pairs, pair_batch
+from thresher.curate.errors import ThresherError
+from thresher.train.config import TrainConfig
+from thresher.train.data import IGNORE
+from thresher.train.loop import Artifacts, LoopState, build_accelerator, check_output, train
+from thresher.train.pairs import PairEncoder, grouped_batches, load_pairs, pair_batch
 
 
 class DPOConfig(TrainConfig):
@@ -128,9 +128,9 @@ def run_dpo(config: DPOConfig, console: Any = None) -> LoopState:
     from rich.console import Console
     from transformers.utils import logging as hf_logging
 
-    from .data import split_eval
-    from .rm import print_report
-    from .sft import check_method, load_model, load_tokenizer
+    from thresher.train.data import split_eval
+    from thresher.train.rm import print_report
+    from thresher.train.sft import check_method, load_model, load_tokenizer
 
     console = console or Console()
     check_method(config)

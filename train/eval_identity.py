@@ -9,7 +9,7 @@ Two measurements on held-out prompts (disjoint from the synthesis bank):
   answer drags in the identity unasked, the failure the XTuner tutorial
   documents ("I am X's assistant" for everything) and nobody measures.
 
-Answers are scored with ``thresher.curate.identity_check.check_answer``, the
+Answers are scored with ``thresher.curate.text.identity.check_answer``, the
 same rules synthesis used to accept training answers, so what was trained and
 what is tested cannot drift apart.
 """
@@ -22,9 +22,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..curate.errors import ThresherError
-from ..curate.identity_check import answer_language, check_answer
-from ..schemas import Identity
+from thresher.curate.errors import ThresherError
+from thresher.curate.text.identity import answer_language, check_answer
+from thresher.schemas import Identity
 
 
 @dataclass
@@ -43,7 +43,7 @@ class Probe:
 
 def load_probes(questions: str | None = None, general: str | None = None) -> list[Probe]:
     """Identity questions and general prompts: the shipped held-out sets, or the user's files."""
-    from ..prompts.banks import eval_questions, general_prompts
+    from thresher.prompts.banks import eval_questions, general_prompts
 
     identity_rows = _read_prompts(questions, "question") if questions else eval_questions()
     general_rows = _read_prompts(general, "prompt") if general else general_prompts()
@@ -61,7 +61,7 @@ def _lang_of(text: str) -> str:
 
 def _read_prompts(path: str, key: str) -> list[dict[str, Any]]:
     """Prompts from a text file (one per line) or any record file with a question/prompt field."""
-    from ..curate.readers import read_rows
+    from thresher.curate.io.readers import read_rows
 
     if Path(path).suffix == ".txt":
         lines = Path(path).read_text(encoding="utf-8").splitlines()
@@ -78,7 +78,7 @@ def _read_prompts(path: str, key: str) -> list[dict[str, Any]]:
 
 def ask(model_path: str, adapter: str | None, probes: list[Probe], max_new_tokens: int, progress: Any = None) -> None:
     """Generate every answer (greedy) and store it on its probe."""
-    from .inference import generate_reply, load_trained
+    from thresher.train.inference import generate_reply, load_trained
 
     model, tokenizer = load_trained(model_path, adapter)
     for probe in probes:
@@ -154,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import Progress
 
-    from ..curate.writers import write_json
+    from thresher.curate.io.writers import write_json
 
     identity = Identity(name=args.name, author=args.author, name_en=args.name_en, author_en=args.author_en)
     console = Console()

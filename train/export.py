@@ -30,8 +30,8 @@ def merge(adapter: str | Path, output: str | Path, base: str | None = None, dtyp
     """Merge ``adapter`` into its base and write the merged model to ``output``."""
     import torch
 
-    from ..curate.errors import ThresherError
-    from .inference import is_adapter, load_trained, stop_ids
+    from thresher.curate.errors import ThresherError
+    from thresher.train.inference import is_adapter, load_trained, stop_ids
 
     if not is_adapter(adapter):
         raise ThresherError(f"{adapter}: not a LoRA adapter folder (no adapter_config.json)")

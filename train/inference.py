@@ -12,7 +12,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from ..curate.errors import ThresherError
+from thresher.curate.errors import ThresherError
 
 ADAPTER_CONFIG = "adapter_config.json"
 
@@ -68,7 +68,7 @@ def load_trained(model: str | Path, adapter: str | Path | None = None, base: str
 
 def stop_ids(model: Any, tokenizer: Any) -> list[int]:
     """Every token that ends a reply: the generation config's EOS plus the template's end-of-turn."""
-    from .data import end_of_turn_ids
+    from thresher.train.data import end_of_turn_ids
 
     configured = model.generation_config.eos_token_id
     ids = [configured] if isinstance(configured, int) else list(configured or [])

@@ -47,8 +47,8 @@ from typing import Any, Protocol
 
 import torch
 
-from ..curate.errors import ThresherError
-from .config import CONFIG_FILE, TrainConfig, read_yaml
+from thresher.curate.errors import ThresherError
+from thresher.train.config import CONFIG_FILE, TrainConfig, read_yaml
 
 CHECKPOINTS = "checkpoints"
 METRICS_FILE = "metrics.jsonl"

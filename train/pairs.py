@@ -38,12 +38,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..curate.errors import ThresherError
-from ..curate.readers import Row
-from ..curate.stage import Stage
-from ..schemas import Dialogue, Message, Preference, Scored
-from .collate import Batches, length_grouped
-from .data import IGNORE, as_template_messages, render
+from thresher.curate.errors import ThresherError
+from thresher.curate.io.readers import Row
+from thresher.curate.stage import Stage
+from thresher.schemas import Dialogue, Message, Preference, Scored
+from thresher.train.collate import Batches, length_grouped
+from thresher.train.data import IGNORE, as_template_messages, render
 
 #: The margin key ``Scored.to_preferences`` writes into each pair's meta.
 SCORE_MARGIN = "margin"

@@ -39,14 +39,14 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from ..curate.errors import ThresherError
-from ..curate.writers import write_json
-from ..schemas import Message
-from .config import TrainConfig
-from .inference import ADAPTER_CONFIG, adapter_base
-from .loop import Artifacts, LoopState, build_accelerator, check_output, train
-from .pairs import PairEncoder, PairReport, grouped_batches, load_pairs, load_scored, pair_batch, scored_batch
-from .template import apply_template
+from thresher.curate.errors import ThresherError
+from thresher.curate.io.writers import write_json
+from thresher.schemas import Message
+from thresher.train.config import TrainConfig
+from thresher.train.inference import ADAPTER_CONFIG, adapter_base
+from thresher.train.loop import Artifacts, LoopState, build_accelerator, check_output, train
+from thresher.train.pairs import PairEncoder, PairReport, grouped_batches, load_pairs, load_scored, pair_batch, scored_batch
+from thresher.train.template import apply_template
 
 RM_INFO = "reward_model.json"
 
@@ -245,7 +245,7 @@ def run_rm(config: RMConfig, console: Any = None) -> LoopState:
     from rich.console import Console
     from transformers.utils import logging as hf_logging
 
-    from .data import split_eval
+    from thresher.train.data import split_eval
     console = console or Console()
     if config.method == "qlora":
         raise ThresherError("--method qlora is not supported for reward models; use lora or full")
@@ -347,7 +347,7 @@ class RewardScorer:
     @torch.no_grad()
     def score(self, items: Sequence[tuple[Sequence[Message], str]], batch_size: int = 16) -> list[float]:
         """The reward of each (prompt messages, reply), in input order; batched by length."""
-        from .pairs import pad_rows
+        from thresher.train.pairs import pad_rows
 
         rows = []
         for prompt, reply in items:
@@ -367,7 +367,7 @@ class RewardScorer:
 
 def reply_of(record: Any) -> tuple[list[Message], str]:
     """(prompt, reply) of a record whose last turn is the assistant's (``Dialogue`` or ``QA``)."""
-    from ..schemas import QA, Dialogue
+    from thresher.schemas import QA, Dialogue
 
     if isinstance(record, QA):
         record = record.to_dialogue()

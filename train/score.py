@@ -25,8 +25,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def _items(record: Any) -> tuple[list[tuple[Any, str]], Any]:
     """The (prompt, reply) items of a record and how to put their scores into its meta."""
-    from ..schemas import Preference, Scored
-    from .rm import reply_of
+    from thresher.schemas import Preference, Scored
+    from thresher.train.rm import reply_of
 
     if isinstance(record, Preference):
         items = [(record.prompt, record.chosen.content), (record.prompt, record.rejected.content)]
@@ -39,9 +39,9 @@ def _items(record: Any) -> tuple[list[tuple[Any, str]], Any]:
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from ..curate.stage import Stage, default_sidecar, with_meta
-    from ..curate.writers import RecordWriter
-    from .rm import RewardScorer
+    from thresher.curate.stage import Stage, default_sidecar, with_meta
+    from thresher.curate.io.writers import RecordWriter
+    from thresher.train.rm import RewardScorer
 
     scorer = RewardScorer(args.model)
     removed, stats = default_sidecar(args.output, "removed"), default_sidecar(args.output, "stats")

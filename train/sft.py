@@ -18,13 +18,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..curate.errors import ThresherError
-from ..curate.writers import write_json
-from .collate import Batches, length_grouped, pad_batch, sft_batches
-from .config import TrainConfig
-from .data import IGNORE, DataReport, Example, end_of_turn_ids, load_examples, split_eval
-from .loop import Artifacts, LoopState, build_accelerator, check_output, train
-from .template import apply_template
+from thresher.curate.errors import ThresherError
+from thresher.curate.io.writers import write_json
+from thresher.train.collate import Batches, length_grouped, pad_batch, sft_batches
+from thresher.train.config import TrainConfig
+from thresher.train.data import IGNORE, DataReport, Example, end_of_turn_ids, load_examples, split_eval
+from thresher.train.loop import Artifacts, LoopState, build_accelerator, check_output, train
+from thresher.train.template import apply_template
 
 RUN_INFO = "thresher_run.json"
 

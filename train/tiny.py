@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from .template import CHATML_TEMPLATE
+from thresher.train.template import CHATML_TEMPLATE
 
 #: Special tokens of the tiny tokenizer: document end (padding), ChatML turn markers.
 PAD_TOKEN = "<|endoftext|>"
@@ -61,7 +61,7 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 2000):
 
 def _texts_from(paths: Iterable[str | os.PathLike[str]]) -> list[str]:
     """Every string value of every record of ``paths`` (any file thresher reads)."""
-    from ..curate.readers import read_rows
+    from thresher.curate.io.readers import read_rows
 
     texts: list[str] = []
 
@@ -150,7 +150,7 @@ def configure(parser) -> None:  # noqa: ANN001 - argparse parser
 def run(args) -> int:  # noqa: ANN001 - argparse namespace
     from rich.console import Console
 
-    from ..curate.errors import ThresherError
+    from thresher.curate.errors import ThresherError
 
     if args.hidden % 16 or args.hidden <= 0:
         raise ThresherError(f"--hidden must be a positive multiple of 16, got {args.hidden}")

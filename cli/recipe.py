@@ -1,0 +1,393 @@
+"""``thresher run RECIPE.yaml``: a whole job as an ordered list of CLI stages.
+
+A recipe names each stage's command and options exactly as the CLI has
+them, so anything a recipe does can be replayed by hand, and the runner holds
+no second copy of any stage's logic. Example::
+
+    vars: {name: 小州, author: 神州数码}
+    stages:
+      - name: identity
+        command: synth identity
+        options: {name: "${name}", author: "${author}", n: 300, offline: true}
+        output: identity.jsonl
+      - name: dedup
+        command: dedup
+        inputs: ["@identity"]            # "@stage" is that stage's output
+        options: {threshold: 0.8}
+        output: identity.dedup.jsonl
+
+``inputs`` are relative to the recipe's folder; option values are passed as
+written, so name files there with ``${recipe_dir}/...`` (always defined) or
+``@stage``. Every stage writes under ``RUN_DIR/<stage name>/``. ``manifest.json`` records
+each stage's command line, input hashes, outputs, counts and seconds; a rerun
+skips a stage whose command line and input hashes are unchanged and whose
+outputs still exist, and ``--from STAGE`` reruns from that stage on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from thresher.curate.errors import ThresherError
+from thresher.curate.io.writers import write_json
+
+MANIFEST = "manifest.json"
+_VAR = re.compile(r"\$\{(\w+)\}")
+_REFERENCE = re.compile(r"@([\w.-]+?)(/[^:]+)?(:[\d.]+)?")
+
+
+class StageSpec(BaseModel):
+    """One recipe stage: a thresher command, its inputs, options and output."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    command: str
+    inputs: list[str] = Field(default_factory=list)
+    options: dict[str, Any] = Field(default_factory=dict)
+    output: str | None = None
+    output_flag: str = "-o"
+    accept_exit: list[int] = Field(default_factory=lambda: [0], description="exit codes that let the run go on")
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, value: str) -> str:
+        if not re.fullmatch(r"[\w.-]+", value):
+            raise ValueError("use letters, digits, '_', '-' or '.'")
+        return value
+
+
+class Recipe(BaseModel):
+    """A whole job: variables, an optional run folder, and stages in order."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    description: str | None = None
+    run_dir: str | None = None
+    vars: dict[str, Any] = Field(default_factory=dict)
+    stages: list[StageSpec]
+
+    @field_validator("stages")
+    @classmethod
+    def _unique(cls, stages: list[StageSpec]) -> list[StageSpec]:
+        seen: set[str] = set()
+        for stage in stages:
+            if stage.name in seen:
+                raise ValueError(f"stage name {stage.name!r} is used twice")
+            seen.add(stage.name)
+        return stages
+
+
+def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> Recipe:
+    """Read a recipe, apply ``--set`` overrides to its vars and substitute ``${var}``."""
+    import yaml
+
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ThresherError(f"{path}: no such recipe") from None
+    except yaml.YAMLError as exc:
+        raise ThresherError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ThresherError(f"{path}: a recipe is a mapping with a 'stages' list")
+    variables = {"recipe_dir": str(path.parent.resolve()), **(raw.get("vars") or {}), **(overrides or {})}
+    unknown = set(overrides or {}) - set(raw.get("vars") or {})
+    if unknown:
+        raise ThresherError(f"{path}: --set names unknown vars: {', '.join(sorted(unknown))}")
+    raw["vars"] = variables
+    raw["stages"] = _substitute(raw.get("stages"), variables, path)
+    try:
+        return Recipe.model_validate(raw)
+    except ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in error["loc"])
+        raise ThresherError(f"{path}: {where}: {error['msg']}") from None
+
+
+def _substitute(value: Any, variables: dict[str, Any], path: Path) -> Any:
+    if isinstance(value, str):
+        whole = _VAR.fullmatch(value)
+        if whole:  # "${n}" keeps the variable's type (a number stays a number)
+            return _lookup(whole.group(1), variables, path)
+        return _VAR.sub(lambda m: str(_lookup(m.group(1), variables, path)), value)
+    if isinstance(value, list):
+        return [_substitute(v, variables, path) for v in value]
+    if isinstance(value, dict):
+        return {k: _substitute(v, variables, path) for k, v in value.items()}
+    return value
+
+
+def _lookup(name: str, variables: dict[str, Any], path: Path) -> Any:
+    if name not in variables:
+        raise ThresherError(f"{path}: ${{{name}}} is not defined in vars")
+    return variables[name]
+
+
+@dataclass
+class StageRun:
+    """What happened to one stage in this run."""
+
+    name: str
+    status: str  # "ran" | "skipped" | "failed"
+    argv: list[str]
+    seconds: float = 0.0
+    counts: dict[str, Any] = field(default_factory=dict)
+    output: str | None = None
+
+
+class Runner:
+    """Resolves stages to argv, runs or skips them, and keeps the manifest."""
+
+    def __init__(self, recipe: Recipe, recipe_path: Path, run_dir: Path) -> None:
+        self.recipe, self.base, self.run_dir = recipe, recipe_path.parent, run_dir
+        self.outputs: dict[str, Path] = {}
+        manifest = run_dir / MANIFEST
+        self.previous = _json(manifest) if manifest.exists() else {"stages": {}}
+        if not isinstance(self.previous, dict) or not isinstance(self.previous.get("stages"), dict):
+            raise ThresherError(f"{manifest} is not a thresher manifest; delete it or choose another --out")
+        self.manifest: dict[str, Any] = {"recipe": str(recipe_path), "stages": {}}
+
+    def stage_dir(self, stage: StageSpec) -> Path:
+        return self.run_dir / stage.name
+
+    def resolve(self, value: Any, stage: StageSpec) -> Any:
+        """``@stage`` -> that stage's output; ``@stage/train.jsonl`` a file inside it; ``@stage:0.5``
+        keeps the ``:0.5`` (a ``mix`` rate)."""
+        if isinstance(value, list):
+            return [self.resolve(v, stage) for v in value]
+        reference = _REFERENCE.fullmatch(value) if isinstance(value, str) else None
+        if reference is None:
+            return value
+        name, inside, rate = reference.group(1), reference.group(2) or "", reference.group(3) or ""
+        if name not in self.outputs:
+            raise ThresherError(f"stage {stage.name}: @{name} names no earlier stage with an output")
+        return f"{self.outputs[name]}{inside}{rate}"
+
+    def argv(self, stage: StageSpec) -> list[str]:
+        """The exact command line this stage runs (also recorded in the manifest)."""
+        args = stage.command.split()
+        for item in stage.inputs:
+            resolved = self.resolve(item, stage)
+            args.append(resolved if item.startswith("@") else str(self._input_path(resolved)))
+        for key, value in stage.options.items():
+            flag = ("-" if len(key) == 1 else "--") + key.replace("_", "-")
+            value = self.resolve(value, stage)
+            if value is True:
+                args.append(flag)
+            elif value is False or value is None:
+                continue
+            elif isinstance(value, list):
+                args.append(flag)
+                args.extend(str(v) for v in value)
+            else:
+                args.extend([flag, str(value)])
+        if stage.output is not None:
+            args.extend([stage.output_flag, str(self.stage_dir(stage) / stage.output)])
+        return args
+
+    def _input_path(self, value: str) -> Path:
+        path = Path(value)
+        return path if path.is_absolute() else (self.base / path)
+
+    def run(self, start_from: str | None = None) -> list[StageRun]:
+        """Run every stage in order; a stage at or after ``start_from`` always runs."""
+        from thresher.cli.main import main as thresher_main
+
+        names = [s.name for s in self.recipe.stages]
+        if start_from is not None and start_from not in names:
+            raise ThresherError(f"--from {start_from}: no such stage (stages: {', '.join(names)})")
+        forced = False
+        results = []
+        for stage in self.recipe.stages:
+            forced = forced or stage.name == start_from
+            argv = self.argv(stage)
+            if stage.output is not None:
+                self.outputs[stage.name] = self.stage_dir(stage) / stage.output
+            fingerprint = self.fingerprint(argv)
+            previous = self.previous["stages"].get(stage.name)
+            if not forced and previous and previous.get("fingerprint") == fingerprint and self._outputs_exist(stage):
+                self.manifest["stages"][stage.name] = previous
+                results.append(StageRun(stage.name, "skipped", argv, 0.0, previous.get("counts", {}), previous.get("output")))
+                continue
+            forced = True  # once a stage reruns, everything after it sees new inputs
+            self.stage_dir(stage).mkdir(parents=True, exist_ok=True)
+            start = time.perf_counter()
+            try:
+                code = thresher_main(argv)
+            except SystemExit as exc:  # argparse rejected the stage's options
+                code = exc.code if isinstance(exc.code, int) else 2
+            seconds = time.perf_counter() - start
+            if (code or 0) not in stage.accept_exit:
+                self._save()
+                raise ThresherError(f"stage {stage.name} failed (exit {code}): thresher {' '.join(masked(argv))}")
+            entry = {
+                "command": masked(argv),
+                "exit": code or 0,
+                "fingerprint": fingerprint,
+                "inputs": self.input_hashes(argv),
+                "output": str(self.outputs.get(stage.name, self.stage_dir(stage))),
+                "counts": collect_counts(self.stage_dir(stage)),
+                "seconds": round(seconds, 3),
+            }
+            self.manifest["stages"][stage.name] = entry
+            self._save()
+            results.append(StageRun(stage.name, "ran", argv, seconds, entry["counts"], entry["output"]))
+        self._save()
+        return results
+
+    def _outputs_exist(self, stage: StageSpec) -> bool:
+        target = self.outputs.get(stage.name, self.stage_dir(stage))
+        return target.exists()
+
+    def _save(self) -> None:
+        write_json(self.run_dir / MANIFEST, self.manifest)
+
+    def input_hashes(self, argv: list[str]) -> dict[str, str]:
+        """Content hashes of every existing file or folder named on the command line (outputs aside)."""
+        hashes = {}
+        for arg, previous in zip(argv, [""] + argv[:-1]):
+            if previous in ("-o", "--out", "--report"):
+                continue
+            path = Path(arg)
+            if arg and not arg.startswith("-") and path.exists():
+                hashes[arg] = content_hash(path)
+        return hashes
+
+    def fingerprint(self, argv: list[str]) -> str:
+        payload = json.dumps({"argv": argv, "inputs": self.input_hashes(argv)}, sort_keys=True)
+        return hashlib.blake2b(payload.encode(), digest_size=12).hexdigest()
+
+
+def masked(argv: list[str]) -> list[str]:
+    """``argv`` with the value of ``--api-key`` hidden: the manifest and errors must never hold a key."""
+    return ["[redacted]" if previous == "--api-key" else arg for arg, previous in zip(argv, ["", *argv[:-1]])]
+
+
+def content_hash(path: Path) -> str:
+    """blake2b of a file's bytes; for a folder, of every file's relative path, size and mtime.
+
+    Folders are model folders or stage outputs: reading a 15 GB base model on
+    every rerun to decide whether to skip would cost more than most stages.
+    """
+    digest = hashlib.blake2b(digest_size=12)
+    if path.is_file():
+        with open(path, "rb") as handle:
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+        return digest.hexdigest()
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        stat = file.stat()
+        digest.update(f"{file.relative_to(path)}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def collect_counts(stage_dir: Path) -> dict[str, Any]:
+    """What a stage reported: counts from its stats JSON files, training and eval headlines."""
+    counts: dict[str, Any] = {}
+    for stats_file in sorted(stage_dir.rglob("*stats.json")):
+        stats = _json(stats_file)
+        for part in stats.get("stages", [stats]) if isinstance(stats, dict) else []:
+            _add_counts(counts, part)
+    for path in stage_dir.rglob("metrics.jsonl"):
+        lines = path.read_text(encoding="utf-8").splitlines()
+        if lines:
+            last = json.loads(lines[-1])
+            counts["results"] = {k: round(v, 4) for k, v in last.items() if k in ("step", "loss", "eval_loss", "eval_accuracy")}
+    for path in stage_dir.rglob("report.json"):
+        report = _json(path)
+        if isinstance(report, dict) and {"total", "valid", "invalid"} <= report.keys():  # thresher validate
+            counts["in"] = report["total"]
+            counts["results"] = {"valid": report["valid"], "invalid": report["invalid"]}
+        if isinstance(report, dict) and "identity" in report:
+            counts["results"] = {
+                "identity_pass_rate": report["identity"]["rate"],
+                "parrot_rate": report["parrot"]["rate"],
+                **({"base_identity_pass_rate": report["base"]["identity"]["rate"],
+                    "base_parrot_rate": report["base"]["parrot"]["rate"]} if "base" in report else {}),
+            }
+    return counts
+
+
+def _json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _add_counts(counts: dict[str, Any], stats: dict[str, Any]) -> None:
+    """Sum one stats object into ``counts`` (synthesis names its output count ``records_written``)."""
+    aliases = {"records_written": "kept"}
+    for key in ("in", "kept", "removed_total", "written", "records_written"):
+        if isinstance(stats.get(key), (int, float)):
+            name = aliases.get(key, key)
+            counts[name] = counts.get(name, 0) + stats[key]
+    for field_name in ("removed", "failed"):
+        if isinstance(stats.get(field_name), dict):
+            removed = counts.setdefault("removed", {})
+            for reason, n in stats[field_name].items():
+                removed[reason] = removed.get(reason, 0) + n
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("recipe", metavar="RECIPE.yaml", help="the recipe to run")
+    parser.add_argument("--out", metavar="DIR", help="run folder (default: the recipe's run_dir, else ./thresher-run/<recipe name>)")
+    parser.add_argument("--from", dest="start_from", metavar="STAGE", help="rerun from this stage on, even if unchanged")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="VAR=VALUE", help="override a recipe var")
+
+
+def run(args: argparse.Namespace) -> int:
+    import yaml
+
+    overrides = {}
+    for item in args.overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ThresherError(f"--set {item}: use VAR=VALUE")
+        overrides[key] = yaml.safe_load(value) if value else None  # "false" -> False, "0.5" -> 0.5
+    path = Path(args.recipe)
+    recipe = load_recipe(path, overrides)
+    run_dir = Path(args.out or recipe.run_dir or Path("thresher-run") / path.stem)
+    results = Runner(recipe, path, run_dir).run(args.start_from)
+    print_summary(results, run_dir)
+    return 0
+
+
+def _results(results: dict[str, Any]) -> str:
+    """Training and eval headlines in a few words."""
+    if "identity_pass_rate" in results:
+        before = results.get("base_identity_pass_rate")
+        parrot_before = results.get("base_parrot_rate")
+        identity = f"{before:.0%} -> {results['identity_pass_rate']:.0%}" if before is not None else f"{results['identity_pass_rate']:.0%}"
+        parrot = f"{parrot_before:.0%} -> {results['parrot_rate']:.0%}" if parrot_before is not None else f"{results['parrot_rate']:.0%}"
+        return f"identity {identity}, parrot {parrot}"
+    return ", ".join(f"{k} {v:g}" for k, v in results.items())
+
+
+def print_summary(results: list[StageRun], run_dir: Path) -> None:
+    """One rich table: each stage's status, counts, removals by reason, seconds, output."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"thresher run: {run_dir}")
+    for column in ("stage", "status", "in", "kept", "removed", "results", "seconds"):
+        table.add_column(column, overflow="fold")
+    for result in results:
+        counts = result.counts
+        removed = ", ".join(f"{k}: {v}" for k, v in (counts.get("removed") or {}).items())
+        table.add_row(
+            result.name, result.status, str(counts.get("in", "")), str(counts.get("kept", counts.get("converted", ""))),
+            removed, _results(counts.get("results") or {}), f"{result.seconds:.1f}",
+        )
+    Console().print(table)
+    print(f"outputs under {run_dir}/<stage>/; manifest: {run_dir / MANIFEST}")

@@ -1,0 +1,1 @@
+"""Deduplication: exact keys and script-aware shingles, MinHash LSH, clusters, and ``thresher dedup``."""

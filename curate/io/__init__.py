@@ -1,0 +1,1 @@
+"""Files in and out: streaming readers, atomic writers, record formats and the LLaMA-Factory folder."""

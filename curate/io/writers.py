@@ -1,0 +1,249 @@
+"""Atomic output: a file is either complete or absent, never half-written.
+
+Every writer writes to a temporary file beside the target and renames it into
+place on success (``os.replace`` is atomic on one file system), so an
+interrupted run never leaves a truncated output that a rerun would trust.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+from thresher.curate.errors import ThresherError
+
+
+class UnsupportedOutput(ThresherError, ValueError):
+    """An output path whose suffix names no format thresher writes (a usage error, exit 2)."""
+
+
+@contextmanager
+def atomic_open(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[Any]]:
+    """Open a temporary file that replaces ``path`` only if the block succeeds."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def dumps(record: Any) -> str:
+    """One JSON line: UTF-8 text kept readable (no ``\\u`` escapes for Chinese).
+
+    A lone surrogate (``"\\ud83d"`` in the input, half an emoji) cannot be
+    written as UTF-8; such a record is written with ASCII escapes instead, which
+    is still valid JSON and reads back to the same string.
+    """
+    text = json.dumps(record, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(record)
+    return text
+
+
+def write_json(path: str | os.PathLike[str], value: Any) -> None:
+    """Write one JSON document atomically, indented for people."""
+    with atomic_open(path) as handle:
+        json.dump(value, handle, ensure_ascii=False, indent=2)
+        handle.write("\n")
+
+
+class JsonlWriter:
+    """Append records to a JSONL file that appears atomically on ``close``.
+
+    Use as a context manager; if the block raises, the target is left as it was.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.count = 0
+        self._context = atomic_open(self.path)
+        self._handle: IO[str] | None = None
+
+    def __enter__(self) -> JsonlWriter:
+        self._handle = self._context.__enter__()
+        return self
+
+    def write(self, record: Any) -> None:
+        """Write one record as a JSON line."""
+        assert self._handle is not None, "use JsonlWriter as a context manager"
+        self._handle.write(dumps(record))
+        self._handle.write("\n")
+        self.count += 1
+
+    def __exit__(self, *exc: Any) -> None:
+        self._context.__exit__(*exc)
+
+
+class RecordWriter:
+    """Write records in the file type ``path``'s suffix names: .jsonl or .json (optionally .gz),
+    .parquet, or .csv (optionally .gz).
+
+    A ``.json`` output is one array, streamed element by element so memory
+    stays bounded. Parquet and CSV need every column before the first row
+    (a ``system`` that only some records have is still a column), so those
+    rows are held until ``close``; CSV cells hold text only, so a record with
+    a nested value (a multi-turn ``history``, a message list) is refused with
+    ``TabularError`` and the caller decides where it goes. The file appears
+    atomically on ``close``.
+    """
+
+    SUFFIXES = (".jsonl", ".json", ".parquet", ".csv")
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.gz = self.path.name.lower().endswith(".gz")
+        name = self.path.name.lower().removesuffix(".gz")
+        self.type = next((s for s in self.SUFFIXES if name.endswith(s)), None)
+        if self.type is None or (self.gz and self.type == ".parquet"):
+            raise UnsupportedOutput(
+                f"{self.path}: unsupported output type; use .jsonl, .json, .parquet or .csv (.gz allowed except for .parquet)"
+            )
+        self.array = self.type == ".json"
+        self.count = 0
+        self._rows: list[dict[str, Any]] = []
+        self._context = atomic_open(self.path, "wb" if self.gz or self.type == ".parquet" else "w")
+        self._handle: Any = None
+
+    def __enter__(self) -> RecordWriter:
+        handle = self._context.__enter__()
+        if self.gz:
+            import gzip
+            import io
+
+            handle = io.TextIOWrapper(gzip.GzipFile(fileobj=handle, mode="wb", mtime=0), encoding="utf-8", newline="")
+        self._handle = handle
+        if self.array:
+            handle.write("[")
+        return self
+
+    def write(self, record: dict[str, Any]) -> None:
+        """Write one record (raises ``TabularError`` for a nested value in a CSV output)."""
+        if self.type == ".csv":
+            if isinstance(record.get("meta"), dict):  # thresher's own scores and provenance: one JSON cell
+                record = {**record, "meta": json.dumps(record["meta"], ensure_ascii=False)}
+            nested = next((key for key, value in record.items() if isinstance(value, (dict, list))), None)
+            if nested is not None:
+                raise TabularError(f"csv holds single-turn data only; field {nested!r} is nested")
+        if self.type in (".csv", ".parquet"):
+            self._rows.append(record)
+        else:
+            if self.array:
+                self._handle.write(",\n" if self.count else "\n")
+            self._handle.write(dumps(record))
+            if not self.array:
+                self._handle.write("\n")
+        self.count += 1
+
+    def _columns(self) -> list[str]:
+        """Every key of every held row, in first-seen order."""
+        return list(dict.fromkeys(key for row in self._rows for key in row))
+
+    def _finish_tabular(self) -> None:
+        columns = self._columns()
+        if self.type == ".csv":
+            import csv
+
+            writer = csv.DictWriter(self._handle, fieldnames=columns, lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(self._rows)
+            return
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.table({column: [row.get(column) for row in self._rows] for column in columns})
+        pq.write_table(table, self._handle)
+
+    def __exit__(self, *exc: Any) -> None:
+        if exc[0] is None:
+            if self.array:
+                self._handle.write("\n]\n" if self.count else "]\n")
+            elif self.type in (".csv", ".parquet"):
+                self._finish_tabular()
+        if self.gz:
+            self._handle.close()  # flushes the gzip trailer into the raw temp file
+        self._context.__exit__(*exc)
+
+
+class TabularError(ValueError):
+    """A record that a flat table (CSV) cannot hold without losing its structure."""
+
+
+class AppendJsonl:
+    """An append-only JSONL file, flushed line by line: the one non-atomic writer.
+
+    Resumable jobs (synthesis against a paid API) must keep every finished
+    result even if the process is killed, so they cannot write to a temporary
+    file renamed at the end. Instead each line is appended and flushed as it
+    arrives; a line cut short by a kill is trimmed when the file is reopened,
+    so the next append never glues onto half a record.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.count = 0
+        self._handle: IO[str] | None = None
+
+    def __enter__(self) -> AppendJsonl:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        trim_partial_line(self.path)
+        self._handle = open(self.path, "a", encoding="utf-8")
+        return self
+
+    def write(self, record: Any) -> None:
+        """Append one record and flush it to the operating system."""
+        self.write_all([record])
+
+    def write_all(self, records: list[Any]) -> None:
+        """Append records in one write, so a kill cannot split a job's records across runs."""
+        assert self._handle is not None, "use AppendJsonl as a context manager"
+        if records:
+            self._handle.write("".join(dumps(record) + "\n" for record in records))
+            self._handle.flush()
+            self.count += len(records)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+
+def trim_partial_line(path: Path) -> None:
+    """Cut ``path`` back to its last complete line (a kill can leave half a line)."""
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    with open(path, "rb+") as handle:
+        handle.seek(-1, os.SEEK_END)
+        if handle.read(1) == b"\n":
+            return
+        handle.seek(0)
+        data = handle.read()
+        handle.truncate(data.rfind(b"\n") + 1)
+
+
+def read_jsonl_objects(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
+    """The JSON objects of an append-only JSONL file, skipping a cut-off last line."""
+    p = Path(path)
+    if not p.exists():
+        return
+    with open(p, encoding="utf-8") as handle:
+        for line in handle:
+            try:
+                value = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(value, dict):
+                yield value
