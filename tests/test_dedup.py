@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from thresher.curate.dedup import minhash
-from thresher.curate.dedup.command import dedup, duplicate_of
+from thresher.curate.dedup.clusters import duplicate_of
+from thresher.curate.dedup.command import dedup
 from thresher.curate.dedup.shingles import CJK, Shingler, exact_key, fold, normalize
 
 # Thirty-character Chinese sentences, unrelated to each other.
@@ -306,7 +307,7 @@ def test_conservation_and_determinism(tmp_path, verify):
 
 def test_workers_give_the_same_result_as_one_process(tmp_path, monkeypatch):
     """The shipped general sample twice over, through a process pool: every copy is an exact duplicate."""
-    import thresher.curate.dedup.command as module
+    import thresher.curate.dedup.passes as module
 
     monkeypatch.setattr(module, "BATCH", 32)  # several batches, so the pool really runs
     source = Path(__file__).resolve().parents[1] / "examples" / "general_sample.jsonl"

@@ -47,7 +47,7 @@ def test_scoring_hand_written_answers_in_both_languages():
 def test_shipped_probes_are_held_out_and_user_files_load(tmp_path):
     from thresher.prompts.banks import identity_questions
 
-    from thresher.curate.dedup.command import duplicate_of
+    from thresher.curate.dedup.clusters import duplicate_of
 
     probes = load_probes()
     bank = [row["question"] for lang in ("zh", "en") for row in identity_questions(lang)]

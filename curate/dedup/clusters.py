@@ -3,7 +3,7 @@
 This is the part of deduplication that sees no files: ``find_duplicates``
 takes arrays (exact keys, MinHash signatures, a preference rank) and returns,
 for every record, the record it duplicates or -1. ``thresher dedup`` feeds it
-from streamed files; ``dedup.duplicate_of`` feeds it from a list of strings.
+from streamed files; ``duplicate_of`` (below) feeds it from a list of strings in memory.
 
 The steps:
 
@@ -23,12 +23,14 @@ The steps:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from thresher.curate.dedup import minhash
+from thresher.curate.dedup.shingles import Shingler, exact_key
+from thresher.curate.errors import ThresherError
 
 #: ``kind`` codes of a verdict.
 KEPT, EXACT, NEAR = 0, 1, 2
@@ -189,3 +191,43 @@ def _pair_similarity(
         direct = codes[order][at] == wanted
         out[direct] = edge_sims[order][at[direct]]
     return out
+
+
+def check_threshold(threshold: float) -> None:
+    """A Jaccard threshold must lie in (0, 1]."""
+    if not 0.0 < threshold <= 1.0:
+        raise ThresherError(f"--threshold must be in (0, 1], got {threshold}")
+
+
+def duplicate_of(texts: Sequence[str], threshold: float = 0.8, ngram: int | None = None) -> list[int | None]:
+    """For each text: None if it is kept, else the index of the earlier kept text it duplicates.
+
+    Exact duplicates (after normalisation) and near duplicates (Jaccard of
+    script-aware shingles >= ``threshold``, verified exactly) are both found;
+    the first occurrence of each cluster is kept. ``ngram`` sets the shingle
+    size for CJK characters and for words alike (default 3 and 5); short texts
+    such as questions compare better with a smaller one (2 or 3).
+    """
+    check_threshold(threshold)
+    shingler = Shingler.with_ngram(ngram)
+    values, counts = shingler.hashes(texts)
+    bounds = np.concatenate([[0], np.cumsum(counts)])
+    sets: dict[int, np.ndarray] = {}
+
+    def shingle_set(i: int) -> np.ndarray:
+        if i not in sets:
+            sets[i] = np.unique(values[bounds[i] : bounds[i + 1]])
+        return sets[i]
+
+    def verify(pairs: np.ndarray) -> np.ndarray:
+        return np.array([minhash.jaccard(shingle_set(i), shingle_set(j)) for i, j in pairs.tolist()])
+
+    verdict = find_duplicates(
+        np.array([exact_key(t) for t in texts], dtype=np.uint64),
+        np.arange(len(texts)),
+        sigs=minhash.signatures(values, counts),
+        shingled=counts > 0,
+        threshold=threshold,
+        verify=verify,
+    )
+    return [None if s < 0 else int(s) for s in verdict.survivor]

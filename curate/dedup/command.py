@@ -15,10 +15,12 @@ longest|score`` or ``--against`` a lookup pass computes the ids of survivors
 read after one of their duplicates; the last pass writes every record either
 to the output, in the shape it came in, or to the removed file with
 ``reason: "duplicate"``, the survivor's id, the kind (exact or near) and the
-similarity. Only per-record numbers and signatures stay in memory.
+similarity. Only per-record numbers and signatures stay in memory
+(``passes.py`` holds the passes, ``clusters.py`` the decision).
 
-``duplicate_of(texts)`` is the same machinery for a list of strings in memory,
-for stages that deduplicate what they generate (paraphrased questions, say).
+``clusters.duplicate_of(texts)`` is the same machinery for a list of strings
+in memory, for stages that deduplicate what they generate (paraphrased
+questions, say).
 """
 
 from __future__ import annotations
@@ -28,80 +30,21 @@ import os
 import resource
 import sys
 import time
-from array import array
-from collections import deque
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from thresher.schemas import QA, Dialogue, Document, Message, Preference, Record, Scored
 from thresher.curate.errors import RecordError, ThresherError
-from thresher.curate.io.readers import Row, read_rows
+from thresher.schemas import QA, Dialogue, Document, Message, Preference, Record, Scored
 
 if TYPE_CHECKING:
-    from thresher.curate.dedup.shingles import Shingler
+    from thresher.curate.dedup.passes import Sources, Workers
 
 ON_CHOICES = ("auto", "text", "prompt", "response", "all")
-#: Records per batch sent to a worker: large enough to amortise numpy's per-call cost.
-BATCH = 1024
 #: Below this many records candidate pairs are verified with exact Jaccard by default.
 VERIFY_BELOW = 1_000_000
 
-
-# ---------------------------------------------------------------- the library call
-
-
-def duplicate_of(texts: Sequence[str], threshold: float = 0.8, ngram: int | None = None) -> list[int | None]:
-    """For each text: None if it is kept, else the index of the earlier kept text it duplicates.
-
-    Exact duplicates (after normalisation) and near duplicates (Jaccard of
-    script-aware shingles >= ``threshold``, verified exactly) are both found;
-    the first occurrence of each cluster is kept. ``ngram`` sets the shingle
-    size for CJK characters and for words alike (default 3 and 5); short texts
-    such as questions compare better with a smaller one (2 or 3).
-    """
-    from thresher.curate.dedup import clusters
-    from thresher.curate.dedup import minhash
-    from thresher.curate.dedup.shingles import exact_key
-
-    _check_threshold(threshold)
-    shingler = _shingler(ngram)
-    values, counts = shingler.hashes(texts)
-    bounds = np.concatenate([[0], np.cumsum(counts)])
-    sets: dict[int, np.ndarray] = {}
-
-    def shingle_set(i: int) -> np.ndarray:
-        if i not in sets:
-            sets[i] = np.unique(values[bounds[i] : bounds[i + 1]])
-        return sets[i]
-
-    def verify(pairs: np.ndarray) -> np.ndarray:
-        return np.array([minhash.jaccard(shingle_set(i), shingle_set(j)) for i, j in pairs.tolist()])
-
-    verdict = clusters.find_duplicates(
-        np.array([exact_key(t) for t in texts], dtype=np.uint64),
-        np.arange(len(texts)),
-        sigs=minhash.signatures(values, counts),
-        shingled=counts > 0,
-        threshold=threshold,
-        verify=verify,
-    )
-    return [None if s < 0 else int(s) for s in verdict.survivor]
-
-
-def _check_threshold(threshold: float) -> None:
-    if not 0.0 < threshold <= 1.0:
-        raise ThresherError(f"--threshold must be in (0, 1], got {threshold}")
-
-
-def _shingler(ngram: int | None) -> Shingler:
-    from thresher.curate.dedup.shingles import DEFAULT_CJK_NGRAM, DEFAULT_WORD_NGRAM, Shingler
-
-    if ngram is not None and ngram < 1:
-        raise ThresherError(f"--ngram must be at least 1, got {ngram}")
-    return Shingler(ngram or DEFAULT_CJK_NGRAM, ngram or DEFAULT_WORD_NGRAM)
 
 
 # ---------------------------------------------------------------- which text a record is compared on
@@ -147,241 +90,6 @@ def _turns(messages: list[Message], role: str) -> str:
             parts.append(message.content)
             parts.extend(f"{call.name} {call.arguments}" for call in message.tool_calls or ())
     return "\n".join(parts)
-
-
-# ---------------------------------------------------------------- keep policy
-
-
-@dataclass(frozen=True)
-class KeepPolicy:
-    """Which record of a cluster survives: ``first``, ``longest`` or ``score:FIELD`` (highest)."""
-
-    name: str
-    field: str | None = None
-
-    @classmethod
-    def parse(cls, text: str) -> KeepPolicy:
-        if text in ("first", "longest"):
-            return cls(text)
-        if text.startswith("score:") and text[6:]:
-            return cls("score", text[6:])
-        raise ThresherError(f"--keep must be first, longest or score:FIELD, got {text!r}")
-
-    def score(self, data: dict[str, Any]) -> float:
-        """The record's ``FIELD`` (dotted paths reach into objects: ``meta.score``); -inf if absent."""
-        value: Any = data
-        for part in (self.field or "").split("."):
-            value = value.get(part) if isinstance(value, dict) else None
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
-            return float("-inf")
-        return float(value)
-
-    def rank(self, length: np.ndarray, score: np.ndarray) -> np.ndarray:
-        """Rank of each record, 0 = survives first; ties go to the earlier record."""
-        index = np.arange(len(length))
-        if self.name == "first":
-            return index
-        primary = -length if self.name == "longest" else -score
-        rank = np.empty(len(index), dtype=np.int64)
-        rank[np.lexsort((index, primary))] = index
-        return rank
-
-
-# ---------------------------------------------------------------- pass 1: features, on worker processes
-
-
-@dataclass(frozen=True)
-class Settings:
-    """What a worker needs to turn raw rows into features."""
-
-    on: str
-    ngram: int | None
-    num_perm: int
-    exact_only: bool
-    keep: KeepPolicy
-
-
-@dataclass
-class Features:
-    """Per-record arrays of one batch (or, concatenated, of the whole run)."""
-
-    valid: np.ndarray
-    key: np.ndarray
-    length: np.ndarray
-    score: np.ndarray
-    shingled: np.ndarray
-    sigs: np.ndarray | None
-    errors: dict[int, tuple[str, str]] = field(default_factory=dict)
-
-    @classmethod
-    def concat(cls, parts: list[Features], num_perm: int, exact_only: bool) -> Features:
-        if not parts:
-            empty = cls(*(np.empty(0, dtype=t) for t in (bool, np.uint64, np.int64, np.float64, bool)),
-                        None if exact_only else np.empty((0, num_perm), dtype=np.uint32))
-            return empty
-        errors: dict[int, tuple[str, str]] = {}
-        offset = 0
-        for part in parts:
-            errors.update({offset + i: e for i, e in part.errors.items()})
-            offset += len(part.valid)
-        return cls(
-            *(np.concatenate([getattr(p, name) for p in parts])
-              for name in ("valid", "key", "length", "score", "shingled")),
-            None if exact_only else np.concatenate([p.sigs for p in parts]),  # type: ignore[misc]
-            errors,
-        )
-
-
-_SETTINGS: Settings | None = None
-_SHINGLER: Shingler | None = None
-
-
-def _init_worker(settings: Settings) -> None:
-    global _SETTINGS, _SHINGLER
-    _SETTINGS, _SHINGLER = settings, _shingler(settings.ngram)
-
-
-def _texts(rows: list[dict[str, Any] | None], settings: Settings) -> tuple[list[str | None], list[Any]]:
-    """The compared text of each row (None when it cannot be read) and each row's record or error."""
-    from thresher.curate.io.formats import to_record
-
-    texts: list[str | None] = []
-    outcomes: list[Any] = []
-    for data in rows:
-        try:
-            if data is None:
-                raise RecordError("", "unreadable")
-            # Dedup compares text; unfilled {{name}} templates are validate's business, not a reason to drop.
-            record = to_record(data, context={"allow_placeholders": True})
-            texts.append(record_text(record, settings.on))
-            outcomes.append(record)
-        except RecordError as exc:
-            texts.append(None)
-            outcomes.append(exc)
-    return texts, outcomes
-
-
-def _features(rows: list[dict[str, Any] | None]) -> Features:
-    """Worker: exact key, length, score and signature of each row."""
-    from thresher.curate.dedup import minhash
-    from thresher.curate.dedup.shingles import exact_key, fold
-
-    settings, shingler = _SETTINGS, _SHINGLER
-    assert settings is not None and shingler is not None, "_init_worker first"
-    texts, outcomes = _texts(rows, settings)
-    n = len(rows)
-    valid = np.array([t is not None for t in texts], dtype=bool)
-    key = np.zeros(n, dtype=np.uint64)
-    length = np.zeros(n, dtype=np.int64)
-    score = np.full(n, float("-inf"))
-    errors = {}
-    folded = [fold(t) if t is not None else "" for t in texts]
-    for i, (text, outcome, data) in enumerate(zip(texts, outcomes, rows)):
-        if text is None:
-            errors[i] = (outcome.field, outcome.reason)
-            continue
-        key[i] = exact_key(folded[i], folded=True)
-        length[i] = len(text)
-        if settings.keep.name == "score":
-            score[i] = settings.keep.score(data)  # type: ignore[arg-type]
-    if settings.exact_only:
-        return Features(valid, key, length, score, np.zeros(n, dtype=bool), None, errors)
-    values, counts = shingler.hashes(folded, folded=True)
-    sigs = minhash.signatures(values, counts, settings.num_perm)
-    return Features(valid, key, length, score, counts > 0, sigs, errors)
-
-
-def _record_ids(rows: list[dict[str, Any] | None]) -> list[str]:
-    """Worker: the content id of each row's record (only survivors need one, so it is computed late)."""
-    from thresher.curate.io.formats import to_record
-
-    return [to_record(data, context={"allow_placeholders": True}).id for data in rows]  # type: ignore[arg-type]
-
-
-def _shingle_sets(rows: list[dict[str, Any] | None]) -> list[np.ndarray]:
-    """Worker: the sorted distinct shingle hashes of each row (for exact Jaccard)."""
-    assert _SETTINGS is not None and _SHINGLER is not None, "_init_worker first"
-    texts, _ = _texts(rows, _SETTINGS)
-    return _SHINGLER.shingle_sets([t or "" for t in texts])
-
-
-class Workers:
-    """A process pool fed in order with bounded work in flight, or inline for small inputs.
-
-    ``imap`` would read the whole input into its task queue; here at most
-    ``2 * processes`` batches are pending, so memory stays bounded by batches.
-    """
-
-    def __init__(self, settings: Settings, processes: int) -> None:
-        self.settings = settings
-        self.processes = processes
-        self._pool: Any = None
-        _init_worker(settings)
-
-    def map(self, fn: Any, batches: Iterator[list[Any]]) -> Iterator[Any]:
-        pending: deque[Any] = deque()
-        for batch in batches:
-            if self.processes > 1 and self._pool is None and len(batch) >= BATCH:
-                import multiprocessing
-
-                methods = multiprocessing.get_all_start_methods()
-                context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-                self._pool = context.Pool(self.processes, _init_worker, (self.settings,))
-            if self._pool is None:
-                yield fn(batch)
-                continue
-            pending.append(self._pool.apply_async(fn, (batch,)))
-            while len(pending) > 2 * self.processes:
-                yield pending.popleft().get()
-        while pending:
-            yield pending.popleft().get()
-
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.close()
-            self._pool.join()
-            self._pool = None
-
-
-# ---------------------------------------------------------------- reading the inputs
-
-
-@dataclass
-class Sources:
-    """The files of one run, input files first, then ``--against`` files; global indices span both."""
-
-    paths: list[str]
-    file: array = field(default_factory=lambda: array("i"))
-    line: array = field(default_factory=lambda: array("q"))
-    input_records: int = 0
-
-    def scan(self, files: range) -> Iterator[tuple[int, int, Row]]:
-        """(global index, file number, row) for every row of ``paths[files]``, in order."""
-        index = int(np.searchsorted(np.frombuffer(self.file, dtype=np.int32), files.start))  # rows before it
-        for f in files:
-            for row in read_rows(self.paths[f]):
-                yield index, f, row
-                index += 1
-
-    def where(self, index: int) -> str:
-        return f"{self.paths[self.file[index]]}:{self.line[index]}"
-
-
-def _batches(
-    rows: Iterator[tuple[int, int, Row]], record: Sources | None = None
-) -> Iterator[list[dict[str, Any] | None]]:
-    """Batches of raw rows; ``record`` remembers each row's file and line on the way."""
-    batch: list[dict[str, Any] | None] = []
-    for _, file_number, row in rows:
-        if record is not None:
-            record.file.append(file_number)
-            record.line.append(row.line)
-        batch.append(row.data)
-        if len(batch) == BATCH:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 # ---------------------------------------------------------------- the command
@@ -442,13 +150,15 @@ def dedup(
     workers: int = 1,
 ) -> dict[str, Any]:
     """Deduplicate ``inputs`` into ``output``; returns the stats (also written as JSON)."""
-    from thresher.curate.dedup import clusters
-    from thresher.curate.dedup import minhash
+    from thresher.curate.dedup import clusters, minhash
+    from thresher.curate.dedup.passes import (
+        Features, KeepPolicy, Settings, Sources, Workers, batches, features, record_ids,
+    )
     from thresher.curate.dedup.shingles import prepare
-    from thresher.curate.stage import Stage, default_sidecar
     from thresher.curate.io.writers import RecordWriter
+    from thresher.curate.stage import Stage, default_sidecar
 
-    _check_threshold(threshold)
+    clusters.check_threshold(threshold)
     if num_perm < 2:
         raise ThresherError(f"--num-perm must be at least 2, got {num_perm}")
     policy = KeepPolicy.parse(keep)
@@ -471,9 +181,9 @@ def dedup(
     try:
         # Pass 1: features of inputs, then of references.
         n_files = len(sources.paths)
-        parts = list(pool.map(_features, _batches(sources.scan(range(len(inputs))), sources)))
+        parts = list(pool.map(features, batches(sources.scan(range(len(inputs))), sources)))
         sources.input_records = len(sources.file)
-        parts += list(pool.map(_features, _batches(sources.scan(range(len(inputs), n_files)), sources)))
+        parts += list(pool.map(features, batches(sources.scan(range(len(inputs), n_files)), sources)))
         feats = Features.concat(parts, num_perm, exact_only)
         del parts
         phases = {"features": time.perf_counter() - start, "verify": 0.0}
@@ -509,7 +219,7 @@ def dedup(
         # Survivors' ids: those read after one of their duplicates (--keep longest/score, --against)
         # are looked up now; the rest are computed when the last pass reaches them.
         ahead = survivor > np.arange(total)
-        ids = _lookup(np.unique(survivor[ahead]), _record_ids, sources, pool)
+        ids = _lookup(np.unique(survivor[ahead]), record_ids, sources, pool)
         phases["clusters"] = time.perf_counter() - start - phases["features"] - phases["verify"]
     finally:
         pool.close()
@@ -523,7 +233,7 @@ def dedup(
         for index, _, row in sources.scan(range(len(inputs))):
             stage.seen()
             if is_survivor[index] and index not in ids:
-                ids[index] = _record_ids([row.data])[0]
+                ids[index] = record_ids([row.data])[0]
             if not feats.valid[index]:
                 field_name, reason = feats.errors[index]
                 stage.remove(row, "invalid", field=field_name, error=row.error or reason)
@@ -570,18 +280,21 @@ def dedup(
 
 def _lookup(indices: np.ndarray, fn: Any, sources: Sources, pool: Workers) -> dict[int, Any]:
     """``fn`` (a worker function over raw rows) of the records at ``indices``: re-reads, computes only those."""
+    from thresher.curate.dedup.passes import batches
+
     mask = np.zeros(len(sources.file), dtype=bool)
     mask[indices] = True
     files = np.unique(np.frombuffer(sources.file, dtype=np.int32)[indices]) if len(indices) else []
     rows = (item for f in files for item in sources.scan(range(f, f + 1)) if mask[item[0]])
-    return dict(zip(indices.tolist(), (value for batch in pool.map(fn, _batches(rows)) for value in batch)))
+    return dict(zip(indices.tolist(), (value for batch in pool.map(fn, batches(rows)) for value in batch)))
 
 
 def _verify_pairs(pairs: np.ndarray, sources: Sources, pool: Workers) -> np.ndarray:
     """Exact Jaccard of each pair: re-read the candidate records only and shingle them again."""
     from thresher.curate.dedup import minhash
+    from thresher.curate.dedup.passes import shingle_sets
 
-    sets = _lookup(np.unique(pairs), _shingle_sets, sources, pool)
+    sets = _lookup(np.unique(pairs), shingle_sets, sources, pool)
     return np.array([minhash.jaccard(sets[i], sets[j]) for i, j in pairs.tolist()])
 
 

@@ -31,6 +31,8 @@ from functools import cache
 import numpy as np
 import xxhash
 
+from thresher.curate.errors import ThresherError
+
 #: Characters shingled one by one: CJK ideographs (with extensions and
 #: compatibility forms), kana, Hangul, Bopomofo, and the ideographic
 #: iteration marks 々〆〇.
@@ -150,6 +152,13 @@ class Shingler:
         self._char_mult = _odd(rng, _MAX_WORD)
         self._cjk_mult = _odd(rng, cjk_ngram)
         self._word_mult = _odd(rng, word_ngram)
+
+    @classmethod
+    def with_ngram(cls, ngram: int | None) -> Shingler:
+        """One n for CJK characters and words alike (``--ngram``), or the defaults for None."""
+        if ngram is not None and ngram < 1:
+            raise ThresherError(f"--ngram must be at least 1, got {ngram}")
+        return cls(ngram or DEFAULT_CJK_NGRAM, ngram or DEFAULT_WORD_NGRAM)
 
     def hashes(self, texts: Sequence[str], folded: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """All shingle hashes of ``texts`` (uint32, grouped by text) and each text's count.

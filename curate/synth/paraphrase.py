@@ -38,9 +38,9 @@ def dedup_questions(candidates: list[str], seen: list[str]) -> list[str]:
 
     The survivors are appended to ``seen``. Exact (after normalisation) and
     near duplicates (MinHash LSH, verified Jaccard >= ``QUESTION_THRESHOLD``)
-    both count, via ``thresher.curate.dedup.command.duplicate_of``.
+    both count, via ``thresher.curate.dedup.clusters.duplicate_of``.
     """
-    from thresher.curate.dedup.command import duplicate_of
+    from thresher.curate.dedup.clusters import duplicate_of
 
     candidates = [text.strip() for text in candidates if text.strip()]
     if not candidates:

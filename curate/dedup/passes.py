@@ -1,0 +1,259 @@
+"""The streamed passes of ``thresher dedup``: rows in batches, features on worker processes.
+
+Pass 1 turns every row into a few numbers (valid, exact key, length, keep
+score) and a MinHash signature, in batches of ``BATCH`` rows on ``--workers``
+processes; only these arrays stay in memory, never the records. Later passes
+re-read the files (``Sources.scan``) and recompute what they need for the few
+records that need it (shingle sets of candidate pairs, ids of survivors).
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from thresher.curate.dedup import minhash
+from thresher.curate.dedup.shingles import Shingler, exact_key, fold
+from thresher.curate.errors import RecordError, ThresherError
+from thresher.curate.io.readers import Row, read_rows
+
+#: Records per batch sent to a worker: large enough to amortise numpy's per-call cost.
+BATCH = 1024
+
+
+# ---------------------------------------------------------------- keep policy
+
+
+@dataclass(frozen=True)
+class KeepPolicy:
+    """Which record of a cluster survives: ``first``, ``longest`` or ``score:FIELD`` (highest)."""
+
+    name: str
+    field: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> KeepPolicy:
+        if text in ("first", "longest"):
+            return cls(text)
+        if text.startswith("score:") and text[6:]:
+            return cls("score", text[6:])
+        raise ThresherError(f"--keep must be first, longest or score:FIELD, got {text!r}")
+
+    def score(self, data: dict[str, Any]) -> float:
+        """The record's ``FIELD`` (dotted paths reach into objects: ``meta.score``); -inf if absent."""
+        value: Any = data
+        for part in (self.field or "").split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+            return float("-inf")
+        return float(value)
+
+    def rank(self, length: np.ndarray, score: np.ndarray) -> np.ndarray:
+        """Rank of each record, 0 = survives first; ties go to the earlier record."""
+        index = np.arange(len(length))
+        if self.name == "first":
+            return index
+        primary = -length if self.name == "longest" else -score
+        rank = np.empty(len(index), dtype=np.int64)
+        rank[np.lexsort((index, primary))] = index
+        return rank
+
+
+# ---------------------------------------------------------------- pass 1: features, on worker processes
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What a worker needs to turn raw rows into features."""
+
+    on: str
+    ngram: int | None
+    num_perm: int
+    exact_only: bool
+    keep: KeepPolicy
+
+
+@dataclass
+class Features:
+    """Per-record arrays of one batch (or, concatenated, of the whole run)."""
+
+    valid: np.ndarray
+    key: np.ndarray
+    length: np.ndarray
+    score: np.ndarray
+    shingled: np.ndarray
+    sigs: np.ndarray | None
+    errors: dict[int, tuple[str, str]] = field(default_factory=dict)
+
+    @classmethod
+    def concat(cls, parts: list[Features], num_perm: int, exact_only: bool) -> Features:
+        if not parts:
+            empty = cls(*(np.empty(0, dtype=t) for t in (bool, np.uint64, np.int64, np.float64, bool)),
+                        None if exact_only else np.empty((0, num_perm), dtype=np.uint32))
+            return empty
+        errors: dict[int, tuple[str, str]] = {}
+        offset = 0
+        for part in parts:
+            errors.update({offset + i: e for i, e in part.errors.items()})
+            offset += len(part.valid)
+        return cls(
+            *(np.concatenate([getattr(p, name) for p in parts])
+              for name in ("valid", "key", "length", "score", "shingled")),
+            None if exact_only else np.concatenate([p.sigs for p in parts]),  # type: ignore[misc]
+            errors,
+        )
+
+
+_SETTINGS: Settings | None = None
+_SHINGLER: Shingler | None = None
+
+
+def _init_worker(settings: Settings) -> None:
+    global _SETTINGS, _SHINGLER
+    _SETTINGS, _SHINGLER = settings, Shingler.with_ngram(settings.ngram)
+
+
+def _texts(rows: list[dict[str, Any] | None], settings: Settings) -> tuple[list[str | None], list[Any]]:
+    """The compared text of each row (None when it cannot be read) and each row's record or error."""
+    from thresher.curate.dedup.command import record_text
+    from thresher.curate.io.formats import to_record
+
+    texts: list[str | None] = []
+    outcomes: list[Any] = []
+    for data in rows:
+        try:
+            if data is None:
+                raise RecordError("", "unreadable")
+            # Dedup compares text; unfilled {{name}} templates are validate's business, not a reason to drop.
+            record = to_record(data, context={"allow_placeholders": True})
+            texts.append(record_text(record, settings.on))
+            outcomes.append(record)
+        except RecordError as exc:
+            texts.append(None)
+            outcomes.append(exc)
+    return texts, outcomes
+
+
+def features(rows: list[dict[str, Any] | None]) -> Features:
+    """Worker: exact key, length, score and signature of each row."""
+    settings, shingler = _SETTINGS, _SHINGLER
+    assert settings is not None and shingler is not None, "_init_worker first"
+    texts, outcomes = _texts(rows, settings)
+    n = len(rows)
+    valid = np.array([t is not None for t in texts], dtype=bool)
+    key = np.zeros(n, dtype=np.uint64)
+    length = np.zeros(n, dtype=np.int64)
+    score = np.full(n, float("-inf"))
+    errors = {}
+    folded = [fold(t) if t is not None else "" for t in texts]
+    for i, (text, outcome, data) in enumerate(zip(texts, outcomes, rows)):
+        if text is None:
+            errors[i] = (outcome.field, outcome.reason)
+            continue
+        key[i] = exact_key(folded[i], folded=True)
+        length[i] = len(text)
+        if settings.keep.name == "score":
+            score[i] = settings.keep.score(data)  # type: ignore[arg-type]
+    if settings.exact_only:
+        return Features(valid, key, length, score, np.zeros(n, dtype=bool), None, errors)
+    values, counts = shingler.hashes(folded, folded=True)
+    sigs = minhash.signatures(values, counts, settings.num_perm)
+    return Features(valid, key, length, score, counts > 0, sigs, errors)
+
+
+def record_ids(rows: list[dict[str, Any] | None]) -> list[str]:
+    """Worker: the content id of each row's record (only survivors need one, so it is computed late)."""
+    from thresher.curate.io.formats import to_record
+
+    return [to_record(data, context={"allow_placeholders": True}).id for data in rows]  # type: ignore[arg-type]
+
+
+def shingle_sets(rows: list[dict[str, Any] | None]) -> list[np.ndarray]:
+    """Worker: the sorted distinct shingle hashes of each row (for exact Jaccard)."""
+    assert _SETTINGS is not None and _SHINGLER is not None, "_init_worker first"
+    texts, _ = _texts(rows, _SETTINGS)
+    return _SHINGLER.shingle_sets([t or "" for t in texts])
+
+
+class Workers:
+    """A process pool fed in order with bounded work in flight, or inline for small inputs.
+
+    ``imap`` would read the whole input into its task queue; here at most
+    ``2 * processes`` batches are pending, so memory stays bounded by batches.
+    """
+
+    def __init__(self, settings: Settings, processes: int) -> None:
+        self.settings = settings
+        self.processes = processes
+        self._pool: Any = None
+        _init_worker(settings)
+
+    def map(self, fn: Any, batches: Iterator[list[Any]]) -> Iterator[Any]:
+        pending: deque[Any] = deque()
+        for batch in batches:
+            if self.processes > 1 and self._pool is None and len(batch) >= BATCH:
+                import multiprocessing
+
+                methods = multiprocessing.get_all_start_methods()
+                context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+                self._pool = context.Pool(self.processes, _init_worker, (self.settings,))
+            if self._pool is None:
+                yield fn(batch)
+                continue
+            pending.append(self._pool.apply_async(fn, (batch,)))
+            while len(pending) > 2 * self.processes:
+                yield pending.popleft().get()
+        while pending:
+            yield pending.popleft().get()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool.join()
+            self._pool = None
+
+
+# ---------------------------------------------------------------- reading the inputs
+
+
+@dataclass
+class Sources:
+    """The files of one run, input files first, then ``--against`` files; global indices span both."""
+
+    paths: list[str]
+    file: array = field(default_factory=lambda: array("i"))
+    line: array = field(default_factory=lambda: array("q"))
+    input_records: int = 0
+
+    def scan(self, files: range) -> Iterator[tuple[int, int, Row]]:
+        """(global index, file number, row) for every row of ``paths[files]``, in order."""
+        index = int(np.searchsorted(np.frombuffer(self.file, dtype=np.int32), files.start))  # rows before it
+        for f in files:
+            for row in read_rows(self.paths[f]):
+                yield index, f, row
+                index += 1
+
+    def where(self, index: int) -> str:
+        return f"{self.paths[self.file[index]]}:{self.line[index]}"
+
+
+def batches(
+    rows: Iterator[tuple[int, int, Row]], record: Sources | None = None
+) -> Iterator[list[dict[str, Any] | None]]:
+    """Batches of raw rows; ``record`` remembers each row's file and line on the way."""
+    batch: list[dict[str, Any] | None] = []
+    for _, file_number, row in rows:
+        if record is not None:
+            record.file.append(file_number)
+            record.line.append(row.line)
+        batch.append(row.data)
+        if len(batch) == BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
