@@ -247,3 +247,20 @@ def test_unless_prompt_matches_works_for_any_rule(tmp_path):
     refusal = "As an AI language model, I cannot feel emotions."
     assert failed(refusal, "Please role-play an AI from the 1980s.", ruleset=custom) == {}
     assert "refusal" in failed(refusal, "How do you feel?", ruleset=custom)
+
+
+def test_rule_hooks_are_abstract_and_every_shipped_rule_fills_them():
+    """A rule is measure + failure; a base that forgets one cannot be built, and no shipped rule forgets."""
+    import inspect
+
+    from thresher.curate.filter.rules.base import Rule
+    from thresher.curate.filter.rules.shape import WordRule
+
+    assert Rule.__abstractmethods__ == {"measure", "failure"}
+    assert "_value" in WordRule.__abstractmethods__
+    with pytest.raises(TypeError, match="abstract"):
+        WordRule(enabled=True, fields=["response"], min_words=1)
+    config = default_config()
+    for name, rule in RULES.items():
+        assert not inspect.isabstract(rule), name
+        assert rule.model_validate(config[name]).name == name
