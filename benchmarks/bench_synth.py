@@ -27,7 +27,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from thresher.curate.synth.client import ClientConfig, LLMClient, Request
+from thresher.curate.synth.client import ClientConfig, LLMClient
+from thresher.curate.synth.wire import Request
 from thresher.curate.synth.jobs import Job, run_jobs
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -15,16 +15,9 @@ import pytest
 from fake_openai import FakeOpenAI, Reply, Scripted, echo_responder
 from pydantic import BaseModel
 
-from thresher.curate.synth.client import (
-    ClientConfig,
-    ClientError,
-    GenerationFailure,
-    LLMClient,
-    RateLimiter,
-    ReplyCache,
-    Request,
-    retry_after,
-)
+from thresher.curate.synth.client import ClientConfig, ClientError, LLMClient, ReplyCache
+from thresher.curate.synth.retry import RateLimiter, retry_after
+from thresher.curate.synth.wire import GenerationFailure, Request
 from thresher.curate.io.writers import AppendJsonl, read_jsonl_objects
 
 KEY = "sk-test-SECRET-0123456789"

@@ -4,7 +4,8 @@ Built on the official ``openai`` SDK (``AsyncOpenAI``: base URL, auth,
 timeouts, connection pooling, typed HTTP errors) with the SDK's own retries
 switched off (``max_retries=0``): synthesis runs thousands of requests against
 rate-limited servers, so retrying, backing off, honouring ``Retry-After``,
-rate limiting and caching are decided here, in one place, and counted.
+rate limiting and caching are decided here, in one place, and counted
+(the policy itself is in ``retry.py``; requests and replies in ``wire.py``).
 
 What ``LLMClient.complete`` guarantees for one ``Request``:
 
@@ -20,7 +21,7 @@ What ``LLMClient.complete`` guarantees for one ``Request``:
   ``blank``, ``invalid_json``, ``schema``, ``http_<status>``, ``timeout``,
   ``connection``.
 * a finished request is never sent twice: every request has a content hash
-  of (model, messages, parameters, schema); ``synth_jobs.run_jobs`` skips jobs
+  of (model, messages, parameters, schema); ``jobs.run_jobs`` skips jobs
   whose hash is already in the output, and jobs of several requests also get
   an append-only ``ReplyCache`` of validated replies that a rerun reads first.
 * the API key never leaves: every error text and raw reply passes through
@@ -30,133 +31,29 @@ What ``LLMClient.complete`` guarantees for one ``Request``:
 from __future__ import annotations
 
 import asyncio
-import email.utils
-import hashlib
 import json
-import random
 import re
-import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
-
-from pydantic import BaseModel, ValidationError
 
 from thresher.curate.errors import ThresherError
 from thresher.curate.io.writers import AppendJsonl, read_jsonl_objects
+from thresher.curate.synth.retry import (
+    FATAL_STATUSES, MAX_RETRY_AFTER, RETRY_STATUSES, RateLimiter, backoff, retry_after,
+)
+from thresher.curate.synth.wire import (
+    GenerationFailure, Redactor, Reply, Request, Usage, parse_reply, public_url, schema_instructions,
+)
 
-#: Statuses worth retrying: timeout, conflict, rate limit, server errors.
-RETRY_STATUSES = frozenset({408, 409, 429}) | frozenset(range(500, 600))
-#: Statuses that will fail every request of the run the same way: stop at once.
-FATAL_STATUSES = frozenset({401, 403, 404})
-#: The longest Retry-After honoured, in seconds.
-MAX_RETRY_AFTER = 300.0
 #: Structured-output modes, best first; a rejection moves one step down.
 MODES = ("json_schema", "json_object", "prompt")
 #: Words in a 400/422 error body that say the response format was the problem.
 _FORMAT_WORDS = re.compile(r"response_format|json_schema|json_object|structured|schema|format", re.I)
 
 
-class GenerationFailure(Exception):
-    """One request failed for good; ``reason`` is machine-readable, ``raw`` the last reply."""
-
-    def __init__(self, reason: str, message: str, raw: str | None = None, **detail: Any) -> None:
-        super().__init__(message)
-        self.reason, self.message, self.raw, self.detail = reason, message, raw, detail
-
-
 class ClientError(ThresherError):
     """The server refuses every request (bad key, unknown model, wrong URL): the run stops."""
-
-
-class Redactor:
-    """Removes the API key from any text before it is shown or stored."""
-
-    def __init__(self, secret: str | None) -> None:
-        self.secret = secret or ""
-
-    def __call__(self, text: str | None) -> str | None:
-        if text is None or not self.secret:
-            return text
-        return text.replace(self.secret, "[redacted]")
-
-
-def public_url(url: str | None) -> str | None:
-    """``url`` without user info or query string, the parts that can hold credentials."""
-    if not url:
-        return url
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-
-
-@dataclass(frozen=True)
-class Request:
-    """One chat completion to make: the messages, the expected schema and the sampling parameters."""
-
-    messages: tuple[tuple[str, str], ...]
-    schema: type[BaseModel] | None = None
-    temperature: float | None = None
-    max_tokens: int | None = None
-    seed: int | None = None
-    model: str | None = None  # overrides the client's model (a judge model, say)
-
-    @classmethod
-    def chat(cls, messages: Sequence[tuple[str, str]], **params: Any) -> Request:
-        """A request from (role, content) pairs."""
-        return cls(tuple((role, content) for role, content in messages), **params)
-
-    def key(self, model: str) -> str:
-        """The content hash that identifies this request for the cache and for resuming."""
-        payload = {
-            "model": self.model or model,
-            "messages": self.messages,
-            "schema": self.schema.model_json_schema() if self.schema else None,
-            "temperature": self.temperature,
-            "max_tokens": self.max_tokens,
-            "seed": self.seed,
-        }
-        text = json.dumps(payload, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
-        return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
-
-
-@dataclass
-class Usage:
-    """Token counts as the server reports them."""
-
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-
-    @classmethod
-    def of(cls, usage: Any) -> Usage:
-        """From the ``usage`` object of a reply (servers may omit it or its fields)."""
-        if not isinstance(usage, dict):
-            return cls()
-        return cls(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
-
-    def add(self, other: Usage) -> None:
-        self.prompt_tokens += other.prompt_tokens
-        self.completion_tokens += other.completion_tokens
-
-    @property
-    def total(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
-
-    def as_dict(self) -> dict[str, int]:
-        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens}
-
-
-@dataclass
-class Reply:
-    """A validated reply: ``value`` is the schema instance (or the text), ``cached`` if replayed."""
-
-    text: str
-    value: Any
-    cached: bool = False
-    attempts: int = 0
 
 
 @dataclass
@@ -174,41 +71,6 @@ class ClientConfig:
     max_backoff: float = 60.0
     timeout: float = 120.0
     reasks: int = 2
-
-
-class RateLimiter:
-    """A token bucket refilled at ``per_minute / 60`` per second, holding one second's worth.
-
-    A minute-sized bucket would let a whole minute's budget go out in one burst
-    and trip the server's own finer-grained limiter; one second of burst keeps
-    the flow smooth. Waiters queue in order behind the lock.
-    """
-
-    def __init__(self, per_minute: float) -> None:
-        self.rate = per_minute / 60.0
-        self.capacity = max(1.0, self.rate)
-        self.level = self.capacity
-        self.updated = time.monotonic()
-        self._lock = asyncio.Lock()
-
-    def _refill(self) -> None:
-        now = time.monotonic()
-        self.level = min(self.capacity, self.level + (now - self.updated) * self.rate)
-        self.updated = now
-
-    async def acquire(self, amount: float = 1.0) -> None:
-        """Wait until ``amount`` may be spent; a request larger than the bucket waits for a full one."""
-        async with self._lock:
-            need = min(amount, self.capacity)
-            self._refill()
-            while self.level < need:
-                await asyncio.sleep((need - self.level) / self.rate)
-                self._refill()
-            self.level -= amount
-
-    def settle(self, correction: float) -> None:
-        """Charge (or refund) the difference between the estimate and the real amount."""
-        self.level = min(self.capacity, self.level - correction)
 
 
 class ReplyCache:
@@ -232,62 +94,6 @@ class ReplyCache:
 
     def close(self) -> None:
         self._log.__exit__(None, None, None)
-
-
-def retry_after(headers: Any) -> float | None:
-    """Seconds the server asked us to wait (``retry-after-ms``, ``retry-after`` seconds or date)."""
-    if headers is None:
-        return None
-    millis = headers.get("retry-after-ms")
-    if millis:
-        try:
-            return max(0.0, float(millis) / 1000)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
-def schema_instructions(schema: type[BaseModel]) -> str:
-    """The prompt text that carries the schema when the server cannot enforce it."""
-    return (
-        "Reply with one JSON object only, no prose and no code fences. "
-        "It must conform to this JSON Schema:\n" + json.dumps(schema.model_json_schema(), ensure_ascii=False)
-    )
-
-
-_FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.S)
-
-
-def parse_reply(text: str, schema: type[BaseModel] | None) -> Any:
-    """The validated value of ``text``; raises ``GenerationFailure`` (invalid_json / schema)."""
-    if schema is None:
-        return text.strip()
-    body = text.strip()
-    fenced = _FENCE.match(body)
-    if fenced:  # servers in prompt mode like to wrap JSON in a code fence
-        body = fenced.group(1)
-    try:
-        data = json.loads(body)
-    except json.JSONDecodeError as exc:
-        raise GenerationFailure("invalid_json", f"reply is not valid JSON: {exc}", text) from None
-    try:
-        return schema.model_validate(data)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(map(str, err['loc'])) or '(root)'}: {err['msg']}" for err in exc.errors(include_url=False)
-        )
-        raise GenerationFailure("schema", f"reply does not match the schema: {problems}", text) from None
 
 
 @dataclass
@@ -517,14 +323,8 @@ class LLMClient:
                 raise GenerationFailure(reason, self.redact(f"{detail} (gave up after {attempt + 1} tries)") or "")
             self.stats.retries += 1
             # The server's Retry-After wins over our backoff (capped: a broken header must not stall the run).
-            await asyncio.sleep(min(MAX_RETRY_AFTER, wait) if wait is not None else self._backoff(attempt))
+            await asyncio.sleep(min(MAX_RETRY_AFTER, wait) if wait is not None else backoff(attempt, self.config.backoff, self.config.max_backoff))
         raise AssertionError("unreachable")
-
-    def _backoff(self, attempt: int) -> float:
-        """Exponential backoff with equal jitter: half fixed, half random, so clients spread out."""
-        delay = min(self.config.max_backoff, self.config.backoff * 2**attempt)
-        return delay / 2 + random.uniform(0, delay / 2)
-
 
 def _json_object(content: bytes) -> dict[str, Any] | None:
     try:

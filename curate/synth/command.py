@@ -101,7 +101,8 @@ def _client_flags(parser: argparse.ArgumentParser, temperature: float) -> None:
 
 def client_config(args: argparse.Namespace, required: bool = True) -> Any:
     """The client settings from flags and environment; None when no API is configured and not ``required``."""
-    from thresher.curate.synth.client import ClientConfig, public_url
+    from thresher.curate.synth.client import ClientConfig
+    from thresher.curate.synth.wire import public_url
 
     base_url = args.base_url or os.environ.get("OPENAI_BASE_URL")
     api_key = args.api_key or os.environ.get("OPENAI_API_KEY")
@@ -225,7 +226,7 @@ def _identity(args: argparse.Namespace, console: Any) -> int:
 
 def _answers(args: argparse.Namespace, console: Any) -> int:
     from thresher.curate.text.identity import answer_language
-    from thresher.curate.synth.client import Request
+    from thresher.curate.synth.wire import Request
     from thresher.curate.synth.identity import system_prompt, system_template
     from thresher.curate.synth.inputs import load_prompts, record_dict, turns_of
     from thresher.curate.synth.jobs import Job, report, run_jobs

@@ -9,7 +9,7 @@ Two backends produce the same QA records:
 * API: the bank's questions plus LLM paraphrases (deduplicated), answered in
   character under the LangGPT system prompt built from the profile.
 
-Both pass every answer through ``identity_check.check_answer``; failures go to
+Both pass every answer through ``text.identity.check_answer``; failures go to
 the rejects file with their reasons, never to the output. Languages are
 balanced: ``count`` is split evenly across ``langs``.
 """
@@ -26,7 +26,8 @@ from typing import Any
 from thresher.prompts.banks import Template, identity_answers, identity_defaults, identity_questions, render, template
 from thresher.schemas import QA, Identity
 from thresher.curate.text.identity import answer_language, check_answer
-from thresher.curate.synth.client import GenerationFailure, LLMClient, Request
+from thresher.curate.synth.client import LLMClient
+from thresher.curate.synth.wire import GenerationFailure, Request
 from thresher.curate.synth.jobs import Job, RunSummary, run_jobs
 from thresher.curate.synth.paraphrase import paraphrase_job
 from thresher.curate.io.writers import read_jsonl_objects

@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from thresher.curate.synth.client import GenerationFailure, LLMClient
+from thresher.curate.synth.client import LLMClient
+from thresher.curate.synth.wire import GenerationFailure
 from thresher.curate.stage import with_meta
 from thresher.curate.io.writers import AppendJsonl, read_jsonl_objects, write_json
 

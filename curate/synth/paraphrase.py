@@ -15,7 +15,8 @@ from pydantic import BaseModel, Field
 
 from thresher.prompts.banks import template
 from thresher.curate.text.identity import answer_language
-from thresher.curate.synth.client import LLMClient, Request
+from thresher.curate.synth.client import LLMClient
+from thresher.curate.synth.wire import Request
 from thresher.curate.synth.jobs import Job
 
 PARAPHRASE_TEMPLATE = "synth/paraphrase.md"

@@ -19,7 +19,8 @@ from pydantic import BaseModel, Field, create_model
 
 from thresher.prompts.banks import template
 from thresher.schemas import Message, Scored, ScoredResponse
-from thresher.curate.synth.client import GenerationFailure, LLMClient, Request
+from thresher.curate.synth.client import LLMClient
+from thresher.curate.synth.wire import GenerationFailure, Request
 from thresher.curate.synth.inputs import PromptItem
 from thresher.curate.synth.jobs import Job
 from thresher.curate.io.writers import RecordWriter, read_jsonl_objects
