@@ -33,7 +33,8 @@ from pydantic import Field
 from thresher.curate.errors import ThresherError
 from thresher.train.config import TrainConfig
 from thresher.train.data import IGNORE
-from thresher.train.loop import Artifacts, LoopState, build_accelerator, check_output, train
+from thresher.train.checkpoint import LoopState, check_output
+from thresher.train.loop import Artifacts, build_accelerator, train
 from thresher.train.pairs import PairEncoder, grouped_batches, load_pairs, pair_batch
 
 

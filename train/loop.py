@@ -26,33 +26,30 @@ for extra flags; call ``check_output(config)`` first, then
 Artifacts(save_extras))``. Checkpointing, resume, logging and the plot come
 with it.
 
-Checkpoints (``OUT/checkpoints/step-N``) hold the model or adapter as plain
-Hugging Face files plus optimizer, scheduler, per-process RNG states and the
-data position (epoch, micro-batch index); ``resume`` restores all of it and
-continues with the same loss curve as an uninterrupted run.
+Checkpoints (``checkpoint.py``) hold the model or adapter, optimizer,
+scheduler, per-process RNG states and the data position; ``resume`` restores
+all of it and continues with the same loss curve as an uninterrupted run.
+``metrics.py`` writes ``metrics.jsonl``, ``loss.png`` and the progress bar.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import random
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import torch
 
-from thresher.curate.errors import ThresherError
-from thresher.train.config import CONFIG_FILE, TrainConfig, read_yaml
+from thresher.train.checkpoint import (
+    CHECKPOINTS, LoopState, checkpoints, load_checkpoint, save_checkpoint, save_weights,
+)
+from thresher.train.config import TrainConfig
+from thresher.train.metrics import MetricsLog, progress_bar
 
-CHECKPOINTS = "checkpoints"
-METRICS_FILE = "metrics.jsonl"
-STATE_FILE = "trainer_state.json"
 
 
 class Objective(Protocol):
@@ -87,17 +84,6 @@ class Artifacts:
     """How to write a usable model folder: weights, plus tokenizer/template/generation config."""
 
     save_extras: Callable[[Path], None] = lambda folder: None
-
-
-@dataclass
-class LoopState:
-    """Where training is: saved in every checkpoint as ``trainer_state.json``."""
-
-    step: int = 0
-    epoch: int = 0
-    batch_index: int = 0  # next global micro-batch of ``epoch``
-    units_seen: int = 0
-    log: list[dict[str, Any]] = field(default_factory=list)
 
 
 def build_accelerator(seed: int) -> Any:
@@ -198,180 +184,6 @@ def build_scheduler(config: TrainConfig, optimizer: Any, total_steps: int) -> An
     name = "constant_with_warmup" if config.scheduler == "constant" else config.scheduler
     warmup = math.ceil(config.warmup_ratio * total_steps)
     return get_scheduler(name, optimizer, num_warmup_steps=warmup, num_training_steps=total_steps)
-
-
-# ---------------------------------------------------------------- checkpoints
-
-
-def save_weights(model: Any, folder: Path) -> None:
-    """The model (full) or adapter (PEFT) as plain Hugging Face files."""
-    model.save_pretrained(folder, safe_serialization=True)
-
-
-def load_weights(model: Any, folder: Path) -> None:
-    """Restore what ``save_weights`` wrote into an already built model."""
-    from safetensors.torch import load_file
-
-    if hasattr(model, "peft_config"):
-        from peft import load_peft_weights, set_peft_model_state_dict
-
-        set_peft_model_state_dict(model, load_peft_weights(str(folder), device="cpu"))
-        return
-    state: dict[str, torch.Tensor] = {}
-    for file in sorted(folder.glob("model*.safetensors")):
-        state.update(load_file(file))
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    tied = set(getattr(model, "all_tied_weights_keys", {}) or {})
-    if unexpected or set(missing) - tied:
-        raise RuntimeError(f"checkpoint {folder} does not fit the model: missing {missing}, unexpected {unexpected}")
-
-
-def rng_state() -> dict[str, Any]:
-    import numpy as np
-
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    import numpy as np
-
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def save_checkpoint(
-    out: Path, state: LoopState, model: Any, optimizer: Any, scheduler: Any, accelerator: Any,
-    artifacts: Artifacts, keep: int,
-) -> Path:
-    """Write ``checkpoints/step-N`` (complete or absent) and keep only the newest ``keep``."""
-    folder = out / CHECKPOINTS / f"step-{state.step}"
-    partial = folder.with_name(folder.name + ".partial")
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        shutil.rmtree(partial, ignore_errors=True)
-        partial.mkdir(parents=True)
-        save_weights(accelerator.unwrap_model(model), partial)
-        artifacts.save_extras(partial)
-        torch.save(optimizer.state_dict(), partial / "optimizer.pt")
-        torch.save(scheduler.state_dict(), partial / "scheduler.pt")
-        position = {key: value for key, value in state.__dict__.items() if key != "log"}
-        (partial / STATE_FILE).write_text(json.dumps(position, indent=1), encoding="utf-8")
-    accelerator.wait_for_everyone()
-    torch.save(rng_state(), partial / f"rng_{accelerator.process_index}.pt")
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        shutil.rmtree(folder, ignore_errors=True)
-        partial.rename(folder)
-        for old in checkpoints(out)[:-keep]:
-            shutil.rmtree(old)
-    accelerator.wait_for_everyone()
-    return folder
-
-
-def checkpoints(out: Path) -> list[Path]:
-    """Complete checkpoints of ``out``, oldest first."""
-    folder = out / CHECKPOINTS
-    found = [p for p in folder.glob("step-*") if p.is_dir() and p.name.split("-", 1)[1].isdigit()]
-    return sorted(found, key=lambda p: int(p.name.split("-", 1)[1]))
-
-
-def load_checkpoint(folder: Path, model: Any, optimizer: Any, scheduler: Any, accelerator: Any) -> LoopState:
-    """Restore everything ``save_checkpoint`` wrote; returns the data position to continue from."""
-    load_weights(accelerator.unwrap_model(model), folder)
-    optimizer.load_state_dict(torch.load(folder / "optimizer.pt", map_location="cpu", weights_only=False))
-    scheduler.load_state_dict(torch.load(folder / "scheduler.pt", weights_only=False))
-    set_rng_state(torch.load(folder / f"rng_{accelerator.process_index}.pt", weights_only=False))
-    return LoopState(**json.loads((folder / STATE_FILE).read_text(encoding="utf-8")))
-
-
-def check_output(config: TrainConfig) -> None:
-    """Call before loading anything: a fresh run must not silently mix with an old one in OUT,
-    and a resumed run must use the settings it started with (else its curve is not a continuation)."""
-    out = Path(config.output)
-    saved = out / CONFIG_FILE
-    if not config.resume:
-        if checkpoints(out):
-            raise ThresherError(f"{out} already holds checkpoints: pass --resume to continue, or choose a new -o")
-        return
-    if not saved.exists():
-        raise ThresherError(f"--resume: {out} has no {CONFIG_FILE}; nothing to resume")
-    before = {**read_yaml(saved), "resume": True}
-    now = config.model_dump(mode="json")
-    changed = sorted(k for k in now if before.get(k) != now[k])
-    if changed:
-        raise ThresherError(f"--resume with different settings ({', '.join(changed)}); use the settings of {saved}")
-
-
-# ---------------------------------------------------------------- logging
-
-
-class MetricsLog:
-    """``metrics.jsonl`` (one JSON object per line) and ``loss.png`` from the same records."""
-
-    def __init__(self, out: Path, enabled: bool) -> None:
-        self.path = out / METRICS_FILE
-        self.enabled = enabled
-
-    def restart_after(self, step: int) -> list[dict[str, Any]]:
-        """Drop lines past ``step`` (an interrupted run logged beyond its last checkpoint); return the rest."""
-        if not self.path.exists():
-            return []
-        lines = self.path.read_text(encoding="utf-8").splitlines()
-        kept = [json.loads(line) for line in lines if line.strip()]
-        kept = [record for record in kept if record.get("step", 0) <= step]
-        if self.enabled:
-            self.path.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
-        return kept
-
-    def write(self, record: dict[str, Any]) -> None:
-        if self.enabled:
-            with self.path.open("a", encoding="utf-8") as handle:
-                handle.write(json.dumps(record) + "\n")
-
-    def plot(self) -> Path | None:
-        """``loss.png``: train loss per step and eval loss; skipped without matplotlib."""
-        try:
-            import matplotlib
-
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
-        except ImportError:
-            return None
-        if not (self.enabled and self.path.exists()):
-            return None
-        records = [json.loads(line) for line in self.path.read_text(encoding="utf-8").splitlines() if line.strip()]
-        train = [(r["step"], r["loss"]) for r in records if "loss" in r]
-        evals = [(r["step"], r["eval_loss"]) for r in records if "eval_loss" in r]
-        figure, axes = plt.subplots(figsize=(7, 4))
-        if train:
-            axes.plot(*zip(*train), label="train loss", linewidth=1)
-        if evals:
-            axes.plot(*zip(*evals), "o-", label="eval loss")
-        axes.set_xlabel("step")
-        axes.set_ylabel("loss")
-        axes.legend()
-        axes.grid(alpha=0.3)
-        figure.tight_layout()
-        target = self.path.with_name("loss.png")
-        figure.savefig(target, dpi=100)
-        plt.close(figure)
-        return target
-
-
-def progress_bar(enabled: bool) -> Any:
-    """A rich progress bar with loss, lr, throughput and ETA (a no-op off the main process)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    return Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[stats]}"), TimeRemainingColumn(), disable=not enabled,
-    )
 
 
 # ---------------------------------------------------------------- the loop

@@ -44,7 +44,8 @@ from thresher.curate.io.writers import write_json
 from thresher.schemas import Message
 from thresher.train.config import TrainConfig
 from thresher.train.inference import ADAPTER_CONFIG, adapter_base
-from thresher.train.loop import Artifacts, LoopState, build_accelerator, check_output, train
+from thresher.train.checkpoint import LoopState, check_output
+from thresher.train.loop import Artifacts, build_accelerator, train
 from thresher.train.pairs import PairEncoder, PairReport, grouped_batches, load_pairs, load_scored, pair_batch, scored_batch
 from thresher.train.template import apply_template
 

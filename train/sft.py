@@ -23,7 +23,8 @@ from thresher.curate.io.writers import write_json
 from thresher.train.collate import Batches, length_grouped, pad_batch, sft_batches
 from thresher.train.config import TrainConfig
 from thresher.train.data import IGNORE, DataReport, Example, end_of_turn_ids, load_examples, split_eval
-from thresher.train.loop import Artifacts, LoopState, build_accelerator, check_output, train
+from thresher.train.checkpoint import LoopState, check_output
+from thresher.train.loop import Artifacts, build_accelerator, train
 from thresher.train.template import apply_template
 
 RUN_INFO = "thresher_run.json"
