@@ -2,7 +2,8 @@
 
 Per file: record kinds, turns per record, characters (and tokens with
 ``--tokenizer``) per field with min / median / p95 / max, the language mix
-by script (Han = Chinese, Latin = English, other), the system prompts used,
+by script (``script_language``: Han = Chinese, Latin = English, anything else
+or no letters = other), the system prompts used,
 exact duplicates (same canonical record id) and empty top-level fields. p95
 is the nearest-rank percentile (the value at rank ceil(0.95 n)); median
 averages the two middle values of an even count.
@@ -25,9 +26,11 @@ from thresher.curate.errors import RecordError, ThresherError
 from thresher.curate.io.formats import to_records
 from thresher.curate.io.formats.base import as_dialogue
 from thresher.curate.io.readers import read_rows
-from thresher.curate.text.scripts import LANGUAGES, language
+from thresher.curate.text.scripts import script_language
 
 TOP_SYSTEMS = 5
+#: The language mix stats reports: every language but these two counts as ``other``.
+LANGUAGES = ("zh", "en", "other")
 
 
 def fields(record: Record) -> dict[str, list[str]]:
@@ -135,7 +138,8 @@ def file_stats(path: str, tokens: TokenCounter | None = None) -> dict[str, Any]:
             seen.add(record.id)
             turn_counts.append(turns(record))
             by_field = fields(record)
-            languages[language("\n".join(t for values in by_field.values() for t in values))] += 1
+            lang = script_language("\n".join(t for values in by_field.values() for t in values)).lang
+            languages[lang if lang in LANGUAGES else "other"] += 1
             if (system := system_prompt(record)) is not None:
                 systems[system] += 1
             for name, values in by_field.items():

@@ -62,3 +62,9 @@ def test_language_detection_ignores_names():
     assert answer_language("I am 小州, made by 神州数码.", ignore=["小州", "神州数码"]) == "en"
     assert answer_language("我不是ChatGPT，我是小州。") == "zh"
     assert answer_language("12345") is None
+
+
+def test_an_english_answer_quoting_chinese_is_english():
+    # the old rule wanted 80% Latin words for English, so quoting two Chinese words made it "unknown"
+    assert answer_language("In Chinese, 'thank you' is 谢谢 and 'goodbye' is 再见.") == "en"
+    assert answer_language("好的 OK sure") is None  # no language holds a clear majority

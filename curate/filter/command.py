@@ -120,7 +120,7 @@ class Filter:
                 self.claims.update(c.competitor for c in claims)
                 verdict.findings.append(Finding("identity", {"competitor": claims[0].competitor, "value": claims[0].text}))
         if self.lid is None:
-            from thresher.curate.filter.langid import script_language
+            from thresher.curate.text.scripts import script_language
 
             self._language(verdict, *script_language(verdict.texts.body))
         return verdict

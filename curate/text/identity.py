@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from thresher.curate.text.scripts import UNDECIDED, script_language
 from thresher.prompts.competitors import load_competitors
 from thresher.schemas import Identity, find_placeholder
 
@@ -30,10 +31,11 @@ from thresher.schemas import Identity, find_placeholder
 NAME_REQUIRED = frozenset({"who", "name", "greeting", "casual", "author", "competitor"})
 #: Categories whose answer must state the author.
 AUTHOR_REQUIRED = frozenset({"author"})
+#: The share of an answer's letter units its language must hold: a clear majority (3 in 5), so a
+#: half-Chinese, half-English answer is in neither language, while an English answer quoting a
+#: Chinese word or two ("'thank you' is 谢谢") is still English.
+ANSWER_MIN_SHARE = 0.6
 
-
-_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
-_LATIN_WORD = re.compile(r"[A-Za-z]+")
 EN_NEGATION = re.compile(r"\b(?:not|no|never|neither|nor|isn't|aren't|wasn't)\b|n't", re.I)
 ZH_NEGATION = re.compile(r"不|非|没|并非|而不是")
 
@@ -60,19 +62,15 @@ def _contains(text: str, needles: list[str]) -> bool:
 
 
 def answer_language(text: str, ignore: Sequence[str] = ()) -> str | None:
-    """``zh`` or ``en`` by the share of Chinese characters against Latin words; None if neither."""
+    """The language an answer is written in, or None when no language holds ``ANSWER_MIN_SHARE``.
+
+    ``ignore`` removes words first: the model's own names are written in either
+    script ("I am 小州") and say nothing about the answer's language.
+    """
     for word in ignore:
         text = text.replace(word, " ")
-    cjk = len(_CJK.findall(text))
-    latin = len(_LATIN_WORD.findall(text))
-    if cjk + latin == 0:
-        return None
-    share = cjk / (cjk + latin)
-    if share >= 0.5:
-        return "zh"
-    if share <= 0.2:
-        return "en"
-    return None
+    lang = script_language(text, ANSWER_MIN_SHARE).lang
+    return None if lang == UNDECIDED else lang
 
 
 @lru_cache(maxsize=1)
