@@ -1,4 +1,4 @@
-"""The shared text helpers: one script detector.
+"""The shared text helpers: one script detector, one claim matcher.
 
 Each test pins an edge case on which the helpers these replaced disagreed.
 """
@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from thresher.curate.stats import file_stats
+from thresher.curate.text.claims import ClaimMatcher
 from thresher.curate.text.scripts import script_language, zh_or_en
 
 # --- language by script -----------------------------------------------------------------------
@@ -38,3 +41,43 @@ def test_stats_counts_languages_with_the_same_detector(tmp_path):
     path = tmp_path / "mix.jsonl"
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     assert file_stats(str(path))["languages"] == {"zh": 1, "en": 1, "other": 1}
+
+
+# --- competitor claims ------------------------------------------------------------------------
+
+ME = ["小州", "神州数码", "Xiaozhou", "Digital China"]
+
+
+@pytest.mark.parametrize(("text", "term"), [
+    ("Are you Claude? No, I am ChatGPT.", "ChatGPT"),  # a "no" that ends a clause is not a denial
+    ("不是的，我是ChatGPT。", "ChatGPT"),
+    ("我非常确定我是ChatGPT。", "ChatGPT"),  # 非常 is "very", not a negation
+    ("I'm actually a version of GPT-4.", "GPT-4"),  # filler words the hygiene rule did not allow
+    ("我基于Llama。", "Llama"),
+])
+def test_first_person_claims(text, term):
+    assert [c.term for c in ClaimMatcher(ME).claims(text)] == [term]
+
+
+def test_unframed_claims_count_only_when_asked():
+    strict, broad = ClaimMatcher(ME), ClaimMatcher(ME, first_person_only=False)
+    for text, term in (("你好！由OpenAI开发的AI助手，很高兴为你服务。", "OpenAI"), ("ChatGPT was developed by OpenAI.", "OpenAI")):
+        assert strict.claims(text) == [] and [c.term for c in broad.claims(text)] == [term]
+    assert broad.claims("I was not developed by OpenAI.") == []
+
+
+def test_own_maker_excludes_every_spelling_of_that_competitor():
+    # the identity check used to exclude only the spellings inside the identity, so 阿里云 still counted
+    assert ClaimMatcher(["通义千问", "阿里巴巴"], first_person_only=False).claims("我是由阿里云开发的。") == []
+
+
+def test_own_names_exclude_competitors_by_whole_words():
+    # "GPT" inside "GPTutor" used to drop ChatGPT from the list altogether
+    matcher = ClaimMatcher(["GPTutor", "EduCorp"])
+    assert [c.competitor for c in matcher.claims("I am ChatGPT.")] == ["chatgpt"]
+    assert matcher.claims("I am GPTutor, made by EduCorp.") == []
+
+
+def test_claims_come_in_text_order():
+    claims = ClaimMatcher(ME).claims("I'm Claude. Also, I am ChatGPT.")
+    assert [(c.competitor, c.text) for c in claims] == [("claude", "I'm Claude"), ("chatgpt", "I am ChatGPT")]
