@@ -1,4 +1,4 @@
-"""The shared text helpers: one script detector, one claim matcher.
+"""The shared text helpers: one script detector, one walk over a record's texts, one claim matcher.
 
 Each test pins an edge case on which the helpers these replaced disagreed.
 """
@@ -9,8 +9,12 @@ import json
 
 import pytest
 
+from thresher.cli.main import main
+from thresher.curate.dedup.command import record_text
+from thresher.curate.io.formats import to_record
 from thresher.curate.stats import file_stats
 from thresher.curate.text.claims import ClaimMatcher
+from thresher.curate.text.fields import texts_of
 from thresher.curate.text.scripts import script_language, zh_or_en
 
 # --- language by script -----------------------------------------------------------------------
@@ -41,6 +45,59 @@ def test_stats_counts_languages_with_the_same_detector(tmp_path):
     path = tmp_path / "mix.jsonl"
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     assert file_stats(str(path))["languages"] == {"zh": 1, "en": 1, "other": 1}
+
+
+# --- the texts of a record --------------------------------------------------------------------
+
+CALL = {"messages": [
+    {"role": "user", "content": "Weather in Paris?"},
+    {"role": "assistant", "content": "", "tool_calls": [{"name": "get_weather", "arguments": '{"city": "Paris"}'}]},
+    {"role": "tool", "content": "18C, sunny"},
+    {"role": "assistant", "content": "It is 18C and sunny."},
+]}
+
+
+def test_tool_calls_count_for_dedup_but_not_for_the_filter():
+    texts = texts_of(to_record(CALL))
+    assert texts.response == "It is 18C and sunny."  # JSON arguments would trip prose rules
+    assert texts.replies_text() == 'get_weather {"city": "Paris"}\nIt is 18C and sunny.'
+    london = json.loads(json.dumps(CALL))
+    london["messages"][1]["tool_calls"][0]["arguments"] = '{"city": "London"}'
+    assert record_text(to_record(CALL), "all") != record_text(to_record(london), "all")
+    assert texts.by_role()["tool_call"] == ['get_weather {"city": "Paris"}']  # the model writes the name too
+    assert texts.by_role()["tool"] == ["18C, sunny"] and texts.turn_count == 4
+
+
+def test_pairs_dedup_on_both_replies_and_filter_on_chosen():
+    texts = texts_of(to_record({"prompt": "P?", "chosen": "good", "rejected": "bad"}))
+    assert (texts.prompt, texts.response, texts.replies_text()) == ("P?", "good", "good\nbad")
+    assert texts.by_role() == {"user": ["P?"], "chosen": ["good"], "rejected": ["bad"]}
+    scored = texts_of(to_record({"prompt": "P?", "outputs": [{"response": "r1", "score": 0},
+                                                            {"response": "r2", "score": 1}]}))
+    assert scored.response == "r2" and scored.replies_text() == "r1\nr2"
+
+
+def test_a_blank_system_prompt_is_no_system_prompt(tmp_path):
+    row = {"messages": [{"role": "system", "content": "  "}, {"role": "user", "content": "hi"},
+                        {"role": "assistant", "content": "hello"}]}
+    assert texts_of(to_record(row)).system == ""
+    path = tmp_path / "blank.jsonl"
+    path.write_text(json.dumps(row) + "\n", encoding="utf-8")
+    assert file_stats(str(path))["system_prompts"]["records"] == 0
+
+
+def test_split_groups_conversations_by_their_user_turns(tmp_path):
+    def chat(answer: str) -> dict:
+        return {"conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": answer},
+                                  {"from": "human", "value": "What can you do?"}, {"from": "gpt", "value": "Lots."}]}
+
+    rows = [chat("Hello!"), chat("Hey there.")]
+    rows += [{"instruction": f"Q{i}", "input": "", "output": "A"} for i in range(20)]
+    path = tmp_path / "in.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    assert main(["split", str(path), "-o", str(tmp_path / "out"), "--val", "0.5", "--seed", "3"]) == 0
+    where = {name: (tmp_path / "out" / f"{name}.jsonl").read_text(encoding="utf-8") for name in ("train", "val")}
+    assert [sum("conversations" in line for line in text.splitlines()) for text in where.values()] in ([2, 0], [0, 2])
 
 
 # --- competitor claims ------------------------------------------------------------------------
