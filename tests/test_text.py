@@ -128,6 +128,13 @@ def test_own_maker_excludes_every_spelling_of_that_competitor():
     assert ClaimMatcher(["通义千问", "阿里巴巴"], first_person_only=False).claims("我是由阿里云开发的。") == []
 
 
+def test_a_shared_product_name_excludes_that_name_only():
+    # identity hygiene used to drop the whole competitor, so an unrelated "Spark Tutor" hid 讯飞星火 claims
+    matcher = ClaimMatcher(["Spark Tutor", "EduCorp"])
+    assert matcher.claims("I am Spark Tutor, made by EduCorp.") == []
+    assert [c.term for c in matcher.claims("我是讯飞星火。")] == ["讯飞星火"]
+
+
 def test_own_names_exclude_competitors_by_whole_words():
     # "GPT" inside "GPTutor" used to drop ChatGPT from the list altogether
     matcher = ClaimMatcher(["GPTutor", "EduCorp"])

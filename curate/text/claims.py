@@ -11,10 +11,11 @@ One matcher serves the two places that look for them, with one switch:
   Llama" describes the speaker too, so ``first_person_only=False`` also
   counts "made by X" / "由X" / "基于X" anywhere in the answer.
 
-Both read the competitor list from ``prompts/competitors.yaml``; a competitor
-any of whose spellings is part of the identity being taught (a team
-fine-tuning at Meta, say) is left out whole, so the model's own name and
-maker never count against it. Both apply one negation rule: a denial ("I was
+Both read the competitor list from ``prompts/competitors.yaml`` and leave out
+what belongs to the identity being taught: a competitor whose maker is part
+of it (a team at Meta teaching "Llama-Tutor") drops out whole, a product name
+that is part of it (an unrelated "Spark Tutor") drops out alone. Both apply
+one negation rule: a denial ("I was
 not developed by OpenAI", "我并非由阿里开发") is the opposite of a claim, but
 a "no" that ends an earlier clause ("No, I am ChatGPT") is not a denial.
 """
@@ -109,11 +110,7 @@ class ClaimMatcher:
 
     def __init__(self, own: Iterable[str], competitors: list[Competitor] | None = None, *,
                  first_person_only: bool = True) -> None:
-        own_text = "\n".join(own)
-        self.competitors = [
-            c for c in (competitors if competitors is not None else load_competitors())
-            if not any(regex.search(_term(term), own_text, regex.IGNORECASE) for term in c.terms)
-        ]
+        self.competitors = _others(list(own), competitors if competitors is not None else load_competitors())
         self._patterns = {
             c.key: _claim_pattern(_alternation(c.names or c.makers), _alternation(c.makers or c.names),
                                   _alternation(c.terms), first_person_only)
@@ -133,6 +130,24 @@ class ClaimMatcher:
                     found.append(Claim(competitor.key, match.group("term"), match.group(0), match.start()))
                     break
         return sorted(found, key=lambda claim: claim.start)
+
+
+def _others(own: list[str], competitors: list[Competitor]) -> list[Competitor]:
+    """The competitors as seen by the identity ``own``: a competitor whose maker is part of it is its own
+    (a team at Meta teaching "Llama-Tutor"), and drops out whole; a product name that is part of it
+    ("Spark Tutor" by EduCorp) drops out alone, so "我是讯飞星火" still counts as a claim."""
+    own_text = "\n".join(own)
+
+    def taken(term: str) -> bool:
+        return bool(regex.search(_term(term), own_text, regex.IGNORECASE))
+
+    others = []
+    for competitor in competitors:
+        if not any(map(taken, competitor.makers)):
+            names = tuple(name for name in competitor.names if not taken(name))
+            if names or competitor.makers:
+                others.append(Competitor(competitor.key, names, competitor.makers))
+    return others
 
 
 def _negated(text: str, start: int, end: int) -> bool:
