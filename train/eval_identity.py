@@ -73,17 +73,17 @@ def _read_prompts(path: str, key: str) -> list[dict[str, Any]]:
     return rows
 
 
-def ask(model_path: str, adapter: str | None, probes: list[Probe], max_new_tokens: int, progress: Any = None) -> None:
-    """Generate every answer (greedy) and store it on its probe."""
-    from thresher.train.inference import generate_reply, load_trained
+def ask(model_path: str, adapter: str | None, probes: list[Probe], max_new_tokens: int, progress: Any = None,
+        batch_size: int = 16) -> None:
+    """Generate every answer (greedy, batched) and store it on its probe."""
+    from thresher.train.generate import generate_batch
+    from thresher.train.inference import load_trained
 
     model, tokenizer = load_trained(model_path, adapter)
-    for probe in probes:
-        probe.answer, probe.stopped = generate_reply(
-            model, tokenizer, [{"role": "user", "content": probe.prompt}], max_new_tokens=max_new_tokens
-        )
-        if progress is not None:
-            progress()
+    conversations = [[{"role": "user", "content": probe.prompt}] for probe in probes]
+    answers = generate_batch(model, tokenizer, conversations, max_new_tokens, batch_size, progress=progress)
+    for probe, answer in zip(probes, answers):
+        probe.answer, probe.stopped = answer.text, answer.stopped
 
 
 def score(probes: list[Probe], identity: Identity) -> None:
@@ -149,21 +149,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
-    from rich.progress import Progress
 
     from thresher.curate.io.writers import write_json
+    from thresher.train.metrics import ProgressLine
 
     identity = Identity(name=args.name, author=args.author, name_en=args.name_en, author_en=args.author_en)
     console = Console()
     runs = [("base", args.compare, None)] if args.compare else []
     runs.append(("model", args.model, args.adapter))
     reports = {}
-    with Progress(console=console, transient=True) as progress:
-        for label, model, adapter in runs:
-            probes = load_probes(args.questions, args.general)
-            task = progress.add_task(f"asking {label}", total=len(probes))
-            reports[label] = evaluate(model, adapter, identity, probes, args.max_new_tokens,
-                                      lambda task=task: progress.advance(task))
+    for label, model, adapter in runs:
+        probes = load_probes(args.questions, args.general)
+        reports[label] = evaluate(model, adapter, identity, probes, args.max_new_tokens,
+                                  ProgressLine(f"asking {label}", len(probes)))
     report = reports["model"] if not args.compare else {**reports["model"], "base": reports["base"]}
     if args.report:
         write_json(args.report, report)
