@@ -32,7 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("thresher.train.export", "export a trained model: merge a LoRA adapter into its base"),
     "chat": ("thresher.train.chat", "chat with a model or adapter in the terminal (streaming)"),
     "model": ("thresher.train.model_command", "get a model: import a GGUF file (the shipped SmolLM2), or build a tiny one"),
-    "eval": ("thresher.train.eval_identity", "evaluate a model: identity pass rate and parrot rate"),
+    "eval": ("thresher.train.eval_command", "evaluate a model: identity (pass and parrot rates), general ability (NLL, drift)"),
     "run": ("thresher.cli.recipe", "run a recipe: every stage of a job in order, resumable"),
 }
 
