@@ -11,7 +11,10 @@ Two measurements on held-out prompts (disjoint from the synthesis bank):
 
 Answers are scored with ``thresher.curate.text.identity.check_answer``, the
 same rules synthesis used to accept training answers, so what was trained and
-what is tested cannot drift apart.
+what is tested cannot drift apart. The model is a folder, an adapter or a
+served model (``--base-url``): the rules do not care where answers come from.
+``--general`` adds ``eval general``'s reference NLL and drift to the report,
+and ``headline`` turns a report into the before -> after figures of one table.
 """
 
 from __future__ import annotations
