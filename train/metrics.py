@@ -70,3 +70,40 @@ def progress_bar(enabled: bool) -> Any:
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TextColumn("{task.fields[stats]}"), TimeRemainingColumn(), disable=not enabled,
     )
+
+
+class ProgressLine:
+    """``label: done/total, rate/s, ~ETA`` on stderr, every ``every`` seconds and at the end.
+
+    Unlike a rich bar, it also shows in a log or CI output (stderr piped to a
+    file), where an eval of a few hundred generations would otherwise sit
+    silent for minutes. On a terminal the line is rewritten in place.
+    """
+
+    def __init__(self, label: str, total: int, unit: str = "answers", every: float = 5.0, stream: Any = None) -> None:
+        import sys
+        import time
+
+        self.label, self.total, self.unit = label, total, unit
+        self.stream = stream if stream is not None else sys.stderr
+        self.terminal = self.stream.isatty()
+        self.every = 0.5 if self.terminal else every
+        self.done = 0
+        self._clock = time.monotonic
+        self._start = self._last = self._clock()
+
+    def __call__(self, count: int = 1) -> None:
+        """``count`` more items are done."""
+        self.done += count
+        now = self._clock()
+        if now - self._last >= self.every or self.done >= self.total:
+            self._last = now
+            self.stream.write(("\r" if self.terminal else "") + self.line(now - self._start)
+                              + ("\n" if not self.terminal or self.done >= self.total else ""))
+            self.stream.flush()
+
+    def line(self, elapsed: float) -> str:
+        rate = self.done / elapsed if elapsed > 0 else 0.0
+        left = (self.total - self.done) / rate if rate > 0 else 0.0
+        eta = f", ~{left:.0f} s left" if self.done < self.total else f" in {elapsed:.0f} s"
+        return f"{self.label}: {self.done}/{self.total} {self.unit}, {rate:.2f}/s{eta}"
