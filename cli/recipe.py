@@ -226,12 +226,12 @@ class Runner:
                 continue
             forced = True  # once a stage reruns, everything after it sees new inputs
             self.stage_dir(stage).mkdir(parents=True, exist_ok=True)
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             try:
                 code = thresher_main(argv)
             except SystemExit as exc:  # argparse rejected the stage's options
                 code = exc.code if isinstance(exc.code, int) else 2
-            seconds = time.perf_counter() - start
+            seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
             if (code or 0) not in stage.accept_exit:
                 self._save()
                 raise ThresherError(f"stage {stage.name} failed (exit {code}): thresher {' '.join(masked(argv))}")
@@ -243,6 +243,7 @@ class Runner:
                 "output": str(self.outputs.get(stage.name, self.stage_dir(stage))),
                 "counts": collect_counts(self.stage_dir(stage)),
                 "seconds": round(seconds, 3),
+                "cpu_seconds": round(cpu, 3),  # all threads; on a shared machine the figure wall-clock hides
             }
             self.manifest["stages"][stage.name] = entry
             self._save()
@@ -351,17 +352,26 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="VAR=VALUE", help="override a recipe var")
 
 
-def run(args: argparse.Namespace) -> int:
+def parse_sets(items: list[str]) -> dict[str, Any]:
+    """``--set VAR=VALUE`` as YAML values (``false``, ``0.5``, ``null``); text YAML cannot read
+    (``@stage``, which YAML reserves) stays the text it is."""
     import yaml
 
-    overrides = {}
-    for item in args.overrides:
-        key, sep, value = item.partition("=")
+    overrides: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
         if not sep:
             raise ThresherError(f"--set {item}: use VAR=VALUE")
-        overrides[key] = yaml.safe_load(value) if value else None  # "false" -> False, "0.5" -> 0.5
+        try:
+            overrides[key] = yaml.safe_load(text) if text else None
+        except yaml.YAMLError:
+            overrides[key] = text
+    return overrides
+
+
+def run(args: argparse.Namespace) -> int:
     path = Path(args.recipe)
-    recipe = load_recipe(path, overrides)
+    recipe = load_recipe(path, parse_sets(args.overrides))
     run_dir = Path(args.out or recipe.run_dir or Path("thresher-run") / path.stem)
     results = Runner(recipe, path, run_dir).run(args.start_from)
     print_summary(results, run_dir)

@@ -138,11 +138,18 @@ def headline(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """
     def identity_rows(part: dict[str, Any]) -> dict[str, Any]:
         competitor = [a for a in part["answers"] if a["kind"] == "identity" and a["category"] == "competitor"]
-        denied = [a for a in competitor if not any(r.startswith("claims_competitor:") for r in a["reasons"])]
+
+        def denied_rate(lang: str | None = None) -> float | None:
+            """Competitor probes answered with an explicit denial and no claim ("No, I am not ChatGPT")."""
+            asked = [a for a in competitor if lang is None or a["lang"] == lang]
+            denied = [a for a in asked if not any(r == "no_denial" or r.startswith("claims_competitor:") for r in a["reasons"])]
+            return round(len(denied) / len(asked), 4) if asked else None
+
         return {
             "identity_pass_rate": part["identity"]["rate"],
             **{f"identity_pass_rate_{lang}": v["rate"] for lang, v in part["identity"]["by_lang"].items()},
-            "competitor_denied_rate": round(len(denied) / len(competitor), 4) if competitor else None,
+            "competitor_denied_rate": denied_rate(),
+            **{f"competitor_denied_rate_{lang}": denied_rate(lang) for lang in sorted({a["lang"] for a in competitor})},
             "competitor_claims": part["competitor_claims"]["total"],
             "parrot_rate": part["parrot"]["rate"],
             "unstopped": part["unstopped"],
