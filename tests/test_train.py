@@ -388,6 +388,36 @@ def test_merged_model_equals_adapter_and_chat_stops(models, identity_run, tmp_pa
     assert "Thresh" in chat.stdout and "cut at --max-new-tokens" not in chat.stderr
 
 
+def test_generate_writes_the_models_own_answers_and_removes_cut_ones(identity_run, tmp_path):
+    """`thresher generate` (replay data): the model's greedy answers replace the records' answers; an answer
+    cut at --max-new-tokens is removed, never written without its end of turn; counts add up."""
+    from thresher.cli.main import main
+
+    dialogue = [{"role": "user", "content": "What is your name?"}, {"role": "assistant", "content": "x"},
+                {"role": "user", "content": "Who made you?"}, {"role": "assistant", "content": "y"}]
+    source = write_jsonl(tmp_path / "prompts.jsonl", [
+        {"question": "Who are you?", "answer": "someone else's words"},
+        {"messages": dialogue},
+        {"prompt": [{"role": "user", "content": "hi"}], "chosen": "a", "rejected": "b"},
+    ])
+
+    def generate(out: Path, limit: int) -> tuple[list[dict], list[dict], dict]:
+        assert main(["generate", str(source), "--model", str(identity_run), "-o", str(out), "--max-new-tokens", str(limit)]) == 0
+        read = lambda path: [json.loads(line) for line in path.read_text().splitlines()]  # noqa: E731
+        return read(out), read(out.with_suffix(".removed.jsonl")), json.loads(out.with_suffix(".stats.json").read_text())
+
+    written, removed, stats = generate(tmp_path / "replay.jsonl", 40)
+    assert written[0]["question"] == "Who are you?" and "Thresh" in written[0]["answer"]
+    assert written[0]["meta"]["source"].endswith("prompts.jsonl:1")
+    assert written[1]["messages"][:3] == dialogue[:3] and written[1]["messages"][3]["content"] not in ("", "y")
+    assert [r["reason"] for r in removed] == ["no_prompt"] and removed[0]["line"] == 3
+    assert stats["in"] == 3 and stats["kept"] == 2 and stats["removed"] == {"no_prompt": 1}
+
+    written, removed, stats = generate(tmp_path / "cut.jsonl", 2)
+    assert written == [] and stats["removed"] == {"no_prompt": 1, "not_stopped": 2}
+    assert {r["detail"]["max_new_tokens"] for r in removed if r["reason"] == "not_stopped"} == {2}
+
+
 def test_model_without_template_trains_with_chatml_fallback_and_merges(corpus, sft_file, tmp_path):
     """No chat template and no ChatML tokens: markers are added, trained (LoRA token rows) and kept through merge."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
