@@ -15,7 +15,11 @@ and written as a QA record (a single exchange) or a ``messages`` dialogue
 whose last assistant turn is the model's answer. An answer that runs out of
 ``--max-new-tokens`` before the end-of-turn token is removed
 (``not_stopped``): trained with an end-of-turn token it never produced, it
-would teach the model to stop mid-sentence. Records without a user turn to
+would teach the model to stop mid-sentence. ``--keep-cut`` keeps it instead,
+marked ``meta.stopped: false``, which ``thresher train sft`` honours by
+training the answer's text without its end-of-turn token; a small model that
+rambles past any affordable limit (SmolLM2 stops within 96 tokens on about a
+third of general prompts) then still gives one replay record per prompt. Records without a user turn to
 answer, or with tool calls, are removed (``no_prompt``). records in == written + removed.
 """
 
@@ -32,6 +36,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", required=True, metavar="OUT", help="answered records (.jsonl/.json, +.gz)")
     parser.add_argument("--max-new-tokens", type=int, default=128, help="longest answer; longer ones are removed (default 128)")
     parser.add_argument("--batch-size", type=int, default=32, help="prompts per generate call (default 32)")
+    parser.add_argument("--keep-cut", action="store_true",
+                        help="keep answers cut at --max-new-tokens, marked meta.stopped=false: "
+                             "thresher train sft then trains their text but no end-of-turn token")
 
 
 def conversation(record: Any) -> list[dict[str, str]] | None:
@@ -81,13 +88,13 @@ def run(args: argparse.Namespace) -> int:
         with RecordWriter(args.output) as writer:
             for (messages, row), result in zip(asked, results):
                 text = result.text.strip()
-                if not result.stopped:
+                if not result.stopped and not args.keep_cut:
                     stage.remove(row, "not_stopped", max_new_tokens=args.max_new_tokens, answer=text)
                 elif not text:
                     stage.remove(row, "blank")
                 else:
                     meta = {"source": f"{row.source}:{row.line}", "generated_by": str(args.model),
-                            **({"adapter": str(args.adapter)} if args.adapter else {})}
+                            **({"adapter": str(args.adapter)} if args.adapter else {}), "stopped": result.stopped}
                     writer.write(answered(messages, text, meta))
                     stage.keep()
     Console().print(f"answered {stage.kept} of {stage.records_in} records -> {args.output}"
