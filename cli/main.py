@@ -27,7 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "split": ("thresher.curate.split", "split into train/val/test without near-identical prompts straddling splits"),
     "stats": ("thresher.curate.stats", "dataset statistics: kinds, turns, lengths, languages, duplicates"),
     "schema": ("thresher.curate.schema_export", "export the JSON Schema of every record kind"),
-    "train": ("thresher.train.cli", "train a model: sft (full, LoRA, QLoRA), rm (reward model), dpo"),
+    "train": ("thresher.train.cli", "train a model: sft (full, LoRA, QLoRA), rm (reward model), dpo, ppo, grpo"),
     "score": ("thresher.train.score", "add a trained reward model's score to each record's meta"),
     "export": ("thresher.train.export", "export a trained model: merge a LoRA adapter into its base"),
     "chat": ("thresher.train.chat", "chat with a model or adapter in the terminal (streaming)"),

@@ -18,7 +18,8 @@ no second copy of any stage's logic. Example::
 
 ``inputs`` are relative to the recipe's folder; option values are passed as
 written, so name files there with ``${recipe_dir}/...`` (always defined) or
-``@stage``. Every stage writes under ``RUN_DIR/<stage name>/``. ``manifest.json`` records
+``@stage``. ``when: "${var}"`` makes a stage optional: it runs only when the
+value is true (``--set var=true``), and is shown as ``off`` otherwise. Every stage writes under ``RUN_DIR/<stage name>/``. ``manifest.json`` records
 each stage's command line, input hashes, outputs, counts and seconds; a rerun
 skips a stage whose command line and input hashes are unchanged and whose
 outputs still exist, and ``--from STAGE`` reruns from that stage on.
@@ -57,6 +58,7 @@ class StageSpec(BaseModel):
     output: str | None = None
     output_flag: str = "-o"
     accept_exit: list[int] = Field(default_factory=lambda: [0], description="exit codes that let the run go on")
+    when: bool = Field(True, description="run the stage only when true (e.g. a var switched on with --set)")
 
     @field_validator("name")
     @classmethod
@@ -138,7 +140,7 @@ class StageRun:
     """What happened to one stage in this run."""
 
     name: str
-    status: str  # "ran" | "skipped" | "failed"
+    status: str  # "ran" | "skipped" | "off"
     argv: list[str]
     seconds: float = 0.0
     counts: dict[str, Any] = field(default_factory=dict)
@@ -209,6 +211,9 @@ class Runner:
         forced = False
         results = []
         for stage in self.recipe.stages:
+            if not stage.when:
+                results.append(StageRun(stage.name, "off", []))
+                continue
             forced = forced or stage.name == start_from
             argv = self.argv(stage)
             if stage.output is not None:
@@ -302,7 +307,8 @@ def collect_counts(stage_dir: Path) -> dict[str, Any]:
         lines = path.read_text(encoding="utf-8").splitlines()
         if lines:
             last = json.loads(lines[-1])
-            counts["results"] = {k: round(v, 4) for k, v in last.items() if k in ("step", "loss", "eval_loss", "eval_accuracy")}
+            keys = ("step", "loss", "eval_loss", "eval_accuracy", "reward", "kl")
+            counts["results"] = {k: round(v, 4) for k, v in last.items() if k in keys}
     for path in stage_dir.rglob("report.json"):
         report = _json(path)
         if isinstance(report, dict) and {"total", "valid", "invalid"} <= report.keys():  # thresher validate

@@ -88,22 +88,28 @@ class Stage:
             }
         )
 
-    def records(self, paths: Iterable[str | Path], fmt: str | None = None) -> Iterator[tuple[Record, Row]]:
-        """Every row of ``paths`` as its canonical record, counted in; rows that are not JSON
-        objects go to the removed file as ``unreadable`` and rows that break the contract as
-        ``invalid`` (with the field and the error), so callers only see valid records."""
+    def rows(self, paths: Iterable[str | Path]) -> Iterator[Row]:
+        """Every row of ``paths`` that is a JSON object, counted in; the rest go to the removed
+        file as ``unreadable``."""
         for path in paths:
             for row in read_rows(path):
                 self.seen()
                 if row.data is None:
                     self.remove(row, "unreadable", error=row.error)
                     continue
-                try:
-                    record = to_record(row.data, fmt)
-                except RecordError as exc:
-                    self.remove(row, "invalid", field=exc.field, error=exc.reason)
-                    continue
-                yield record, row
+                yield row
+
+    def records(self, paths: Iterable[str | Path], fmt: str | None = None) -> Iterator[tuple[Record, Row]]:
+        """Every row of ``paths`` as its canonical record, counted in; unreadable rows and rows
+        that break the contract (``invalid``, with the field and the error) go to the removed
+        file, so callers only see valid records."""
+        for row in self.rows(paths):
+            try:
+                record = to_record(row.data, fmt)
+            except RecordError as exc:
+                self.remove(row, "invalid", field=exc.field, error=exc.reason)
+                continue
+            yield record, row
 
     def stats(self) -> dict[str, Any]:
         """The stats JSON's content."""

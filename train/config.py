@@ -121,34 +121,49 @@ def resolve(cls: type[TrainConfig], args: argparse.Namespace) -> TrainConfig:
         raise ThresherError(problems) from None
 
 
-def add_training_flags(parser: argparse.ArgumentParser) -> None:
-    """The flags every ``thresher train`` command shares; unset flags stay unset (YAML may fill them)."""
+def add_training_flags(parser: argparse.ArgumentParser, data_flag: str = "--data", omit: tuple[str, ...] = (),
+                       helps: dict[str, str] | None = None) -> None:
+    """The flags every ``thresher train`` command shares; unset flags stay unset (YAML may fill them).
+
+    ``data_flag`` names the data flag (RL reads ``--prompts``); ``omit`` drops the flags (by
+    field name) a command has no use for; ``helps`` replaces help texts (by field name) where a
+    command's defaults or meaning differ.
+    """
     S = argparse.SUPPRESS
-    parser.add_argument("--model", default=S, help="model folder or hub id")
-    parser.add_argument("--data", nargs="+", default=S, metavar="FILE", help="training record files")
-    parser.add_argument("-o", "--output", default=S, metavar="OUT", help="output folder")
-    parser.add_argument("--config", metavar="FILE.yaml", help="YAML config; flags given here override it")
-    parser.add_argument("--method", choices=("lora", "full", "qlora"), default=S, help="lora (default), full or qlora (CUDA only)")
-    parser.add_argument("--eval-data", nargs="+", default=S, metavar="FILE", help="evaluation record files")
-    parser.add_argument("--val-size", type=float, default=S, help="hold out this fraction (<1) or count (>=1) for evaluation")
-    parser.add_argument("--epochs", type=float, default=S, help="epochs (default 3)")
-    parser.add_argument("--max-steps", type=int, default=S, help="optimizer steps; overrides --epochs")
-    parser.add_argument("--lr", type=float, default=S, help="peak learning rate (default 1e-4 LoRA, 1e-5 full)")
-    parser.add_argument("--weight-decay", type=float, default=S, help="AdamW weight decay (default 0)")
-    parser.add_argument("--batch-size", type=int, default=S, help="rows per device per micro-batch (default 4)")
-    parser.add_argument("--grad-accum", type=int, default=S, help="micro-batches per optimizer step (default 2)")
-    parser.add_argument("--max-len", type=int, default=S, help="max tokens per record (default 2048)")
-    parser.add_argument("--packing", action="store_true", default=S, help="pack several records per row")
-    parser.add_argument("--lora-r", type=int, default=S, help="LoRA rank (default 8)")
-    parser.add_argument("--lora-alpha", type=float, default=S, help="LoRA alpha (default 16)")
-    parser.add_argument("--lora-dropout", type=float, default=S, help="LoRA dropout (default 0.05)")
-    parser.add_argument("--lora-target", default=S, help="'all-linear' (default) or comma-separated module names")
-    parser.add_argument("--warmup-ratio", type=float, default=S, help="warmup fraction of steps (default 0.03)")
-    parser.add_argument("--scheduler", choices=("cosine", "linear", "constant"), default=S, help="decay after warmup (default cosine)")
-    parser.add_argument("--seed", type=int, default=S, help="seed for init, data order and dropout (default 42)")
-    parser.add_argument("--save-steps", type=int, default=S, help="checkpoint every N steps (default: each epoch)")
-    parser.add_argument("--save-total-limit", type=int, default=S, help="checkpoints kept, newest first (default 2)")
-    parser.add_argument("--eval-steps", type=int, default=S, help="evaluate every N steps (default: each epoch)")
-    parser.add_argument("--resume", action="store_true", default=S, help="continue from the newest checkpoint in OUT")
-    parser.add_argument("--system", default=S, metavar="TEXT", help="system prompt for records without one")
-    parser.add_argument("--chat-template", default=S, metavar="FILE", help="Jinja chat template (default: the tokenizer's, else ChatML)")
+    flags: list[tuple[tuple[str, ...], dict[str, Any]]] = [
+        (("--model",), dict(help="model folder or hub id")),
+        (("--config",), dict(default=None, metavar="FILE.yaml", help="YAML config; flags given here override it")),
+        ((data_flag,), dict(dest="data", nargs="+", metavar="FILE", help="training record files")),
+        (("-o", "--output"), dict(metavar="OUT", help="output folder")),
+        (("--method",), dict(choices=("lora", "full", "qlora"), help="lora (default), full or qlora (CUDA only)")),
+        (("--eval-data",), dict(nargs="+", metavar="FILE", help="evaluation record files")),
+        (("--val-size",), dict(type=float, help="hold out this fraction (<1) or count (>=1) for evaluation")),
+        (("--epochs",), dict(type=float, help="epochs (default 3)")),
+        (("--max-steps",), dict(type=int, help="optimizer steps; overrides --epochs")),
+        (("--lr",), dict(type=float, help="peak learning rate (default 1e-4 LoRA, 1e-5 full)")),
+        (("--weight-decay",), dict(type=float, help="AdamW weight decay (default 0)")),
+        (("--batch-size",), dict(type=int, help="rows per device per micro-batch (default 4)")),
+        (("--grad-accum",), dict(type=int, help="micro-batches per optimizer step (default 2)")),
+        (("--max-len",), dict(type=int, help="max tokens per record (default 2048)")),
+        (("--packing",), dict(action="store_true", help="pack several records per row")),
+        (("--lora-r",), dict(type=int, help="LoRA rank (default 8)")),
+        (("--lora-alpha",), dict(type=float, help="LoRA alpha (default 16)")),
+        (("--lora-dropout",), dict(type=float, help="LoRA dropout (default 0.05)")),
+        (("--lora-target",), dict(help="'all-linear' (default) or comma-separated module names")),
+        (("--warmup-ratio",), dict(type=float, help="warmup fraction of steps (default 0.03)")),
+        (("--scheduler",), dict(choices=("cosine", "linear", "constant"), help="decay after warmup (default cosine)")),
+        (("--seed",), dict(type=int, help="seed for init, data order and dropout (default 42)")),
+        (("--save-steps",), dict(type=int, help="checkpoint every N steps (default: each epoch)")),
+        (("--save-total-limit",), dict(type=int, help="checkpoints kept, newest first (default 2)")),
+        (("--eval-steps",), dict(type=int, help="evaluate every N steps (default: each epoch)")),
+        (("--resume",), dict(action="store_true", help="continue from the newest checkpoint in OUT")),
+        (("--system",), dict(metavar="TEXT", help="system prompt for records without one")),
+        (("--chat-template",), dict(metavar="FILE", help="Jinja chat template (default: the tokenizer's, else ChatML)")),
+    ]
+    for names, options in flags:
+        field = options.get("dest") or names[-1].lstrip("-").replace("-", "_")
+        if field in omit:
+            continue
+        if helps and field in helps:
+            options = {**options, "help": helps[field]}
+        parser.add_argument(*names, **{"default": S, **options})

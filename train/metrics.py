@@ -33,7 +33,8 @@ class MetricsLog:
                 handle.write(json.dumps(record) + "\n")
 
     def plot(self) -> Path | None:
-        """``loss.png``: train loss per step and eval loss; skipped without matplotlib."""
+        """``loss.png``: train loss per step and eval loss, and for RL runs a second panel with the
+        mean reward and the KL to the reference; skipped without matplotlib."""
         try:
             import matplotlib
 
@@ -46,7 +47,22 @@ class MetricsLog:
         records = [json.loads(line) for line in self.path.read_text(encoding="utf-8").splitlines() if line.strip()]
         train = [(r["step"], r["loss"]) for r in records if "loss" in r]
         evals = [(r["step"], r["eval_loss"]) for r in records if "eval_loss" in r]
-        figure, axes = plt.subplots(figsize=(7, 4))
+        rewards = [(r["step"], r["reward"]) for r in records if "reward" in r]
+        kls = [(r["step"], r["kl"]) for r in records if "kl" in r]
+        if rewards:
+            figure, (axes, rl_axes) = plt.subplots(2, 1, figsize=(7, 7), sharex=True)
+            rl_axes.plot(*zip(*rewards), color="tab:green", label="mean reward", linewidth=1)
+            rl_axes.set_ylabel("reward")
+            rl_axes.set_xlabel("step")
+            rl_axes.grid(alpha=0.3)
+            if kls:
+                kl_axes = rl_axes.twinx()
+                kl_axes.plot(*zip(*kls), color="tab:red", label="KL to reference", linewidth=1)
+                kl_axes.set_ylabel("KL per token")
+                kl_axes.legend(loc="lower right")
+            rl_axes.legend(loc="upper left")
+        else:
+            figure, axes = plt.subplots(figsize=(7, 4))
         if train:
             axes.plot(*zip(*train), label="train loss", linewidth=1)
         if evals:
