@@ -83,7 +83,7 @@ def test_every_renderer_round_trips_what_it_can_hold(target):
 )
 def test_alpaca_round_trip_on_peer_files(peer_data, thresher, tmp_path, name, middle):
     source = peer_data / name
-    mid, back = tmp_path / f"mid.jsonl", tmp_path / "back.json"
+    mid, back = tmp_path / "mid.jsonl", tmp_path / "back.json"
     thresher("convert", source, "-o", mid, "--to", middle, "--allow-placeholders", "--strict", check=True)
     thresher("convert", mid, "-o", back, "--to", "alpaca", "--allow-placeholders", "--strict", check=True)
     assert canonical_ids(back) == canonical_ids(source)
