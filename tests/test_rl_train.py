@@ -66,8 +66,6 @@ def trained(tmp_path_factory) -> dict[str, Path]:
                                      vocab_size=300, hidden=32)
     common = dict(model=str(paths["tiny"]), method="full", batch_size=16, grad_accum=1, warmup_ratio=0.0, max_len=64)
     run_sft(TrainConfig(data=[str(paths["sft"])], output=str(folder / "sft"), max_steps=60, lr=1e-2, **common))
-    from thresher.train.rm import RMConfig
-
     state = run_rm(RMConfig(data=[str(paths["prefs"])], output=str(folder / "rm"), max_steps=30, lr=3e-3, **common))
     assert state.log[-1]["accuracy"] == 1.0
     return {**paths, "sft": folder / "sft", "rm": folder / "rm", "folder": folder}

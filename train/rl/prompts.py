@@ -28,7 +28,7 @@ from pydantic import ValidationError
 from thresher.curate.errors import RecordError
 from thresher.curate.io.formats import to_record
 from thresher.curate.stage import Stage
-from thresher.curate.text.identity import answer_language
+from thresher.curate.text.scripts import zh_or_en
 from thresher.schemas import QA, Dialogue, Message, Preference, Scored, check_turn_order
 from thresher.train.pairs import PairEncoder
 
@@ -102,7 +102,7 @@ def labels(row: dict[str, Any], messages: list[Message]) -> tuple[str, str]:
     meta = row.get("meta") if isinstance(row.get("meta"), dict) else {}
     question = messages[-1].content.strip()
     category = row.get("category") or meta.get("category") or bank_categories().get(question, GENERAL)
-    lang = row.get("lang") or meta.get("lang") or answer_language(question) or "en"
+    lang = row.get("lang") or meta.get("lang") or zh_or_en(question)
     return str(category), str(lang)
 
 
