@@ -32,8 +32,8 @@ from pydantic import Field
 from thresher.curate.errors import ThresherError
 from thresher.train.config import TrainConfig
 from thresher.train.data import IGNORE
-from thresher.train.checkpoint import LoopState, check_output
-from thresher.train.loop import Artifacts, build_accelerator, train
+from thresher.train.checkpoint import LoopState
+from thresher.train.loop import Artifacts, start_run, train
 from thresher.train.pairs import PairEncoder, grouped_batches, load_pairs, pair_batch
 from thresher.train.reference import frozen_copy, reference_mode
 
@@ -119,7 +119,6 @@ def load_reference(config: DPOConfig, model: Any, tokenizer: Any, device: Any) -
 def run_dpo(config: DPOConfig, console: Any = None) -> LoopState:
     """``thresher train dpo``: data report, policy and reference, loop; returns the loop's final state."""
     from rich.console import Console
-    from transformers.utils import logging as hf_logging
 
     from thresher.train.data import split_eval
     from thresher.train.rm import print_report
@@ -130,10 +129,7 @@ def run_dpo(config: DPOConfig, console: Any = None) -> LoopState:
     if config.packing:
         raise ThresherError("--packing is for SFT; DPO batches are length-grouped instead")
     out = Path(config.output)
-    out.mkdir(parents=True, exist_ok=True)
-    check_output(config)
-    hf_logging.disable_progress_bar()
-    accelerator = build_accelerator(config.seed)
+    accelerator = start_run(config)
 
     tokenizer, template_source, added = load_tokenizer(config)
     encoder = PairEncoder(tokenizer, config.max_len, "chat", config.system)

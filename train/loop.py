@@ -52,7 +52,7 @@ from typing import Any, Protocol
 import torch
 
 from thresher.train.checkpoint import (
-    CHECKPOINTS, LoopState, checkpoints, load_checkpoint, load_rollouts, save_checkpoint, save_weights,
+    CHECKPOINTS, LoopState, check_output, checkpoints, load_checkpoint, load_rollouts, save_checkpoint, save_weights,
 )
 from thresher.train.config import TrainConfig
 from thresher.train.metrics import MetricsLog, progress_bar
@@ -123,6 +123,17 @@ def build_accelerator(seed: int) -> Any:
     accelerator = Accelerator(mixed_precision=precision, cpu=not torch.cuda.is_available())  # cpu: gloo for torchrun on CPU
     set_seed(seed)
     return accelerator
+
+
+def start_run(config: TrainConfig) -> Any:
+    """What every trainer does before loading anything: OUT exists and holds no other run
+    (``check_output``), transformers' download bars are off, and the seeded accelerator is set up."""
+    from transformers.utils import logging as hf_logging
+
+    Path(config.output).mkdir(parents=True, exist_ok=True)
+    check_output(config)
+    hf_logging.disable_progress_bar()
+    return build_accelerator(config.seed)
 
 
 def local_windows(num_batches: int, grad_accum: int, processes: int, rank: int) -> list[list[int]]:

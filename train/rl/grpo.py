@@ -26,7 +26,8 @@ from typing import Any
 import torch
 
 from thresher.train.rl.config import GRPOConfig
-from thresher.train.rl.rollout import global_rows, token_stats
+from thresher.train.rl.objective import ClippedObjective
+from thresher.train.rl.rollout import global_rows
 
 
 class GRPO:
@@ -52,40 +53,12 @@ class GRPO:
         return {"groups_without_signal": float((spread < 1e-6).float().mean())}
 
 
-class GRPOObjective:
-    """The clipped policy-gradient loss with a KL penalty to the reference; unit: reply tokens."""
-
-    unit = "tokens"
-
-    def __init__(self, config: GRPOConfig) -> None:
-        self.config = config
-
-    def count(self, batch: dict[str, Any]) -> int:
-        return int(batch["reply_mask"].sum())
+class GRPOObjective(ClippedObjective):
+    """The clipped policy loss plus the k3 KL to the reference."""
 
     def loss(self, model: Any, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        config = self.config
-        mask = batch["reply_mask"].float()
-        logits, _ = model(batch, mask.size(1) + 1)
-        logps, entropy = token_stats(logits, batch, config.temperature, entropy=True)
-        ratio = (logps - batch["old_logps"]).exp()
-        advantages = batch["advantages"].unsqueeze(1)
-        unclipped = -advantages * ratio
-        clipped = -advantages * ratio.clamp(1 - config.clip, 1 + config.clip)
-        policy = torch.maximum(unclipped, clipped)
-        to_reference = batch["ref_logps"] - logps
+        term = self.policy_term(model, batch)
+        to_reference = batch["ref_logps"] - term.logps
         kl = to_reference.exp() - to_reference - 1
-        loss = ((policy + config.kl_coef * kl) * mask).sum()
-
-        def summed(x: torch.Tensor) -> torch.Tensor:
-            return (x.detach().float() * mask).sum()
-
-        return loss, {
-            "policy_loss": summed(policy),
-            "kl": summed(kl),
-            "entropy": summed(entropy),
-            "clip_fraction": summed((clipped > unclipped).float()),
-        }
-
-    def finalize(self, means: dict[str, float]) -> dict[str, float]:
-        return means
+        loss = ((term.policy + self.config.kl_coef * kl) * term.mask).sum()
+        return loss, {**self.metrics(term), "kl": term.summed(kl)}

@@ -35,7 +35,7 @@ from typing import Any
 import torch
 
 from thresher.train.rl.config import PPOConfig
-from thresher.train.rl.rollout import token_stats
+from thresher.train.rl.objective import ClippedObjective
 
 
 def masked_moments(pairs: list[tuple[torch.Tensor, torch.Tensor]], accelerator: Any) -> tuple[float, float]:
@@ -100,46 +100,19 @@ class PPO:
         return {"kl": kl_mean, "non_score_reward": -config.kl_coef * kl_mean}
 
 
-class PPOObjective:
-    """The clipped policy and value losses of PPO; unit: reply tokens."""
-
-    unit = "tokens"
-
-    def __init__(self, config: PPOConfig) -> None:
-        self.config = config
-
-    def count(self, batch: dict[str, Any]) -> int:
-        return int(batch["reply_mask"].sum())
+class PPOObjective(ClippedObjective):
+    """The clipped policy loss plus the clipped value loss."""
 
     def loss(self, model: Any, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         config = self.config
-        mask = batch["reply_mask"].float()
-        logits, values = model(batch, mask.size(1) + 1)
-        logps, entropy = token_stats(logits, batch, config.temperature, entropy=True)
-        values = values[:, :-1]
-        log_ratio = logps - batch["old_logps"]
-        ratio = log_ratio.exp()
-        advantages = batch["advantages"]
-        unclipped = -advantages * ratio
-        clipped = -advantages * ratio.clamp(1 - config.clip, 1 + config.clip)
-        policy = torch.maximum(unclipped, clipped)
-        old_values, returns = batch["values"], batch["returns"]
+        term = self.policy_term(model, batch)
+        values, old_values, returns = term.values, batch["values"], batch["returns"]
         moved = old_values + (values - old_values).clamp(-config.value_clip, config.value_clip)
-        value_error = torch.maximum((values - returns) ** 2, (moved - returns) ** 2)
-        value = 0.5 * value_error
-        loss = ((policy + config.vf_coef * value) * mask).sum()
-
-        def summed(x: torch.Tensor) -> torch.Tensor:
-            return (x.detach().float() * mask).sum()
-
+        value = 0.5 * torch.maximum((values - returns) ** 2, (moved - returns) ** 2)
+        loss = ((term.policy + config.vf_coef * value) * term.mask).sum()
         return loss, {
-            "policy_loss": summed(policy),
-            "value_loss": summed(value),
-            "entropy": summed(entropy),
-            "clip_fraction": summed((clipped > unclipped).float()),
-            "value_clip_fraction": summed(((moved - returns) ** 2 > (values - returns) ** 2).float()),
-            "approx_kl": summed(0.5 * log_ratio**2),
+            **self.metrics(term),
+            "value_loss": term.summed(value),
+            "value_clip_fraction": term.summed(((moved - returns) ** 2 > (values - returns) ** 2).float()),
+            "approx_kl": term.summed(0.5 * term.log_ratio**2),
         }
-
-    def finalize(self, means: dict[str, float]) -> dict[str, float]:
-        return means

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from thresher.curate.errors import ThresherError
-from thresher.train.checkpoint import LoopState, check_output
-from thresher.train.loop import Artifacts, Rollouts, build_accelerator, train
+from thresher.train.checkpoint import LoopState
+from thresher.train.loop import Artifacts, Rollouts, start_run, train
 from thresher.train.rl.config import GRPOConfig, PPOConfig, RLConfig
 
 
@@ -45,8 +45,6 @@ def print_report(report: Any, budget: int, console: Any) -> None:
 def run_rl(config: PPOConfig | GRPOConfig, console: Any = None) -> LoopState:
     """Train with PPO or GRPO (by the config's type); returns the loop's final state."""
     from rich.console import Console
-    from transformers.utils import logging as hf_logging
-
     from thresher.train.inference import stop_ids
     from thresher.train.pairs import PairEncoder
     from thresher.train.rl.grpo import GRPO, GRPOObjective
@@ -60,10 +58,7 @@ def run_rl(config: PPOConfig | GRPOConfig, console: Any = None) -> LoopState:
     console = console or Console()
     check_method(config)
     out = Path(config.output)
-    out.mkdir(parents=True, exist_ok=True)
-    check_output(config)
-    hf_logging.disable_progress_bar()
-    accelerator = build_accelerator(config.seed)
+    accelerator = start_run(config)
     check_shape(config, accelerator.num_processes)
 
     tokenizer, template_source, added = load_tokenizer(config)
