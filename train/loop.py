@@ -21,9 +21,9 @@ Adding an objective (reward model, DPO): write a class with ``unit``,
 ``count(batch)``, ``loss(model, batch) -> (loss_sum, metric_sums)`` and
 ``finalize(means)``; build ``batches(epoch) -> Sequence[dict[str, Tensor]]``
 (deterministic per epoch, e.g. ``collate.Batches``); subclass ``TrainConfig``
-for extra flags; call ``check_output(config)`` first, then
-``train(config, model, objective, batches, eval_batches, accelerator,
-Artifacts(save_extras))``. Checkpointing, resume, logging and the plot come
+for extra flags; call ``start_run(config)`` first (it checks OUT and returns
+the accelerator), then ``train(config, model, objective, batches,
+eval_batches, accelerator, Artifacts(save_extras))``. Checkpointing, resume, logging and the plot come
 with it.
 
 Online RL (PPO, GRPO) passes ``Rollouts`` instead of a batch source: each
@@ -266,7 +266,7 @@ def train(
         """The epoch's batches; for ``Rollouts`` the round, sampled now by the current model."""
         nonlocal round_metrics
         if not online:
-            return batches(epoch)
+            return first if epoch == 0 else batches(epoch)
         data, round_metrics = batches.collect(accelerator.unwrap_model(model), epoch)
         return data
 
@@ -300,10 +300,7 @@ def train(
     model.train()
     started = time.perf_counter()
     units_at_start = state.units_seen
-    if resumed_round is not None:
-        epoch_batches = resumed_round
-    else:
-        epoch_batches = first if state.epoch == 0 and not online else epoch_data(state.epoch)
+    epoch_batches = resumed_round if resumed_round is not None else epoch_data(state.epoch)
     with progress_bar(main) as bar:
         task = bar.add_task("train", total=total_steps, completed=state.step, stats="")
         while state.step < total_steps:
