@@ -21,7 +21,7 @@ from thresher.curate.engines import add_arguments as add_engine_arguments
 from thresher.curate.errors import InputError, RecordError
 from thresher.curate.io.formats import FORMATS, to_record
 from thresher.curate.io.readers import Row
-from thresher.curate.io.shards import SHARD_BYTES, expand_inputs, plan, read_piece
+from thresher.curate.io.shards import expand_inputs, plan, read_piece
 
 if TYPE_CHECKING:
     from thresher.curate.engines import Engine
@@ -142,7 +142,7 @@ def validate_paths(
     fmt: str | None = None,
     on_problem: Callable[[Problem], None] | None = None,
     engine: Engine | None = None,
-    shard_bytes: int = SHARD_BYTES,
+    shard_bytes: int | None = None,
 ) -> Summary:
     """Validate every record of every path (files, folders, globs); unreadable inputs are collected, not raised.
 

@@ -139,7 +139,8 @@ def dedup(
     """Deduplicate ``inputs`` into ``output``; returns the stats (also written as JSON).
 
     ``engine``: None or the local engine runs on this machine with ``workers``
-    processes; a Ray engine runs the partitioned dedup on its cluster.
+    processes; a Ray engine runs the partitioned dedup on its cluster (and
+    ``distributed.Serial`` the same task graph in this process).
     """
     from thresher.curate.dedup import clusters, minhash
     from thresher.curate.dedup.passes import KeepPolicy, Settings
@@ -172,14 +173,14 @@ def dedup(
         parts.removed if parts else Path(removed or default_sidecar(output, "removed")),
         parts.stats if parts else Path(stats or default_sidecar(output, "stats")),
     )
-    if engine is not None and engine.name == "ray":
-        from thresher.curate.dedup.distributed import dedup_partitioned
-
-        result = dedup_partitioned(run, engine)
-    else:
+    if engine is None or engine.name == "local":
         from thresher.curate.dedup.local import dedup_local
 
         result = dedup_local(run, engine.workers if engine is not None else workers)
+    else:  # Ray (or distributed.Serial): the partitioned task graph
+        from thresher.curate.dedup.distributed import dedup_partitioned
+
+        result = dedup_partitioned(run, engine)
     return {**result, "output": str(output), "removed_file": str(run.removed), "stats_file": str(run.stats)}
 
 

@@ -154,6 +154,10 @@ class RayEngine(Engine):
 
     # ---------------------------------------------------------------- task graphs (dedup)
 
+    def put(self, value: Any) -> Any:
+        """Store ``value`` once in the object store; its handle is passed to many tasks at no copy."""
+        return self.ray.put(value)
+
     def submit(self, fn: Callable[..., Any], *args: Any, returns: int = 1) -> Any:
         """Run ``fn(*args)`` as a Ray task; ``args`` may be handles of earlier tasks. Returns a handle,
         or a list of ``returns`` handles when ``fn`` returns that many values."""

@@ -86,8 +86,11 @@ class Piece:
     size: int = 0  # bytes (for a row group, the file's share), to decide whether processes pay off
 
 
-def plan(paths: Iterable[str], shard_bytes: int = SHARD_BYTES) -> list[Piece]:
+def plan(paths: Iterable[str], shard_bytes: int | None = None) -> list[Piece]:
     """The pieces of ``paths`` (already expanded), in input order; every file has at least one.
+
+    ``shard_bytes``: plain JSONL bytes per piece (default ``SHARD_BYTES``, read
+    when called).
 
     A file that cannot be cut (or read at all) is one piece, so reading it
     raises its ``InputError`` where the stage can report it.
@@ -100,7 +103,7 @@ def plan(paths: Iterable[str], shard_bytes: int = SHARD_BYTES) -> list[Piece]:
             size = Path(path).stat().st_size if suffix != "datasets" else 0
             if (suffix, gz) == (".jsonl", False):
                 parts = [Piece(0, path, number, shard=s, first_line=s.first_line, size=s.length)
-                         for s in jsonl_shards(path, shard_bytes)]
+                         for s in jsonl_shards(path, shard_bytes or SHARD_BYTES)]
             elif (suffix, gz) == (".parquet", False):
                 groups = parquet_row_groups(path)
                 total = max(1, sum(groups))
