@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from thresher.curate.engines import Engine, Job
+from thresher.curate.errors import ThresherError
 
 if TYPE_CHECKING:
     from thresher.curate.io.shards import Piece
@@ -27,7 +28,9 @@ class ProcessPool:
     ``multiprocessing``'s ``imap`` would pull the whole input into its task
     queue; here the caller's iterator is read only as results are taken.
     Forked where the platform allows, so workers inherit what the parent
-    already built (dedup's lookup tables).
+    already built (dedup's lookup tables). A worker that dies (killed, out of
+    memory) fails the run with a clear error instead of hanging it; nothing
+    half-written is left, so running the command again is safe.
     """
 
     def __init__(self, processes: int, initializer: Callable[..., None] | None = None, initargs: tuple = ()) -> None:
@@ -38,32 +41,42 @@ class ProcessPool:
     def map(self, fn: Callable[[Any], Any], items: Iterable[Any],
             worth: Callable[[Any], bool] = lambda item: True) -> Iterator[Any]:
         """``fn(item)`` for each item, in order; the pool starts at the first item ``worth`` a process."""
-        pending: deque[Any] = deque()
-        for item in items:
-            if self._pool is None and self.processes > 1 and worth(item):
-                import multiprocessing
+        from concurrent.futures.process import BrokenProcessPool
 
-                methods = multiprocessing.get_all_start_methods()
-                context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-                self._pool = context.Pool(self.processes, self._initializer, self._initargs)
-            if self._pool is None:
-                yield fn(item)
-                continue
-            pending.append(self._pool.apply_async(fn, (item,)))
-            while len(pending) > 2 * self.processes:
-                yield pending.popleft().get()
-        while pending:
-            yield pending.popleft().get()
+        pending: deque[Any] = deque()
+        try:
+            for item in items:
+                if self._pool is None and self.processes > 1 and worth(item):
+                    self._start()
+                if self._pool is None:
+                    yield fn(item)
+                    continue
+                pending.append(self._pool.submit(fn, item))
+                while len(pending) > 2 * self.processes:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        except BrokenProcessPool:
+            raise ThresherError("a worker process died (killed, or out of memory?); nothing was left half-written, "
+                                "so run the command again, with fewer --workers if memory is short") from None
+
+    def _start(self) -> None:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        methods = multiprocessing.get_all_start_methods()
+        context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+        self._pool = ProcessPoolExecutor(self.processes, context, self._initializer, self._initargs)
 
     def close(self) -> None:
         if self._pool is not None:
-            self._pool.close()
-            self._pool.join()
+            self._pool.shutdown()
             self._pool = None
 
     def terminate(self) -> None:
+        """Stop now: pending pieces are dropped and running workers are not waited for."""
         if self._pool is not None:
-            self._pool.terminate()
+            self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
 
 
@@ -73,7 +86,7 @@ _SETUP_ERROR: BaseException | None = None
 
 def _init_job(job: Job) -> None:
     """Pool initializer: set the job up once per process. An error is kept and raised with the first
-    piece, since a failing initializer makes ``multiprocessing`` restart the worker forever."""
+    piece, where it reaches the parent as itself (a failing initializer only breaks the pool)."""
     global _JOB, _SETUP_ERROR
     _JOB, _SETUP_ERROR = job, None
     try:
