@@ -85,6 +85,7 @@ def dedup_partitioned(run: Run, engine: Any) -> dict[str, Any]:
     ref = engine.put(ctx)
     groups = [submit(tasks.group_partition, ref, *[f[p] for f in features], returns=parts + 1) for p in range(parts)]
     states = [g[parts] for g in groups]
+    del features  # Ray frees each object once no handle and no pending task needs it
     engine.wait(states)
     phases = {"features": time.perf_counter() - start}
 
@@ -106,6 +107,7 @@ def dedup_partitioned(run: Run, engine: Any) -> dict[str, Any]:
         else:
             edges = [submit(tasks.estimate_partition, ref, states[p], *[x[p] for x in pairs]) for p in range(parts)]
         engine.wait(edges)
+        del groups, buckets, pairs
         phases["lsh"] = time.perf_counter() - mark
         mark = time.perf_counter()
         spread = [submit(tasks.spread_edges, ref, e, returns=parts) for e in edges]

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from thresher.curate.dedup import clusters, minhash
-from thresher.curate.dedup.passes import Settings, _init_worker, features, route, shingle_sets
+from thresher.curate.dedup.passes import Settings, features, init_worker, route, shingle_sets
 from thresher.curate.errors import ThresherError
 from thresher.curate.io.shards import Piece, read_piece
 from thresher.curate.stage import PieceResult, PieceStage, peak_memory_mb
@@ -102,7 +102,7 @@ def _piece_of(uid: np.ndarray) -> np.ndarray:
 
 def piece_features(ctx: Context, piece: Piece) -> list[Any]:
     """Features of every valid row of one piece, split by exact key; last, the piece's rows and errors."""
-    _init_worker(ctx.settings)
+    init_worker(ctx.settings)
     rows = list(read_piece(piece))
     feats = features([row.data for row in rows], with_ids=True)
     local = np.flatnonzero(feats.valid)
@@ -198,7 +198,7 @@ def piece_sets(ctx: Context, piece: Piece, *requests: Table) -> list[Any]:
     out: list[Any] = [([], []) for _ in range(ctx.partitions)]
     if not any(len(uids) for uids in asked):
         return out
-    _init_worker(ctx.settings)
+    init_worker(ctx.settings)
     wanted = np.unique(np.concatenate(asked) & _LOW).tolist()
     needed = set(wanted)
     rows = [row.data for number, row in enumerate(read_piece(piece)) if number in needed]

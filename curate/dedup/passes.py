@@ -118,7 +118,8 @@ _SETTINGS: Settings | None = None
 _SHINGLER: Shingler | None = None
 
 
-def _init_worker(settings: Settings) -> None:
+def init_worker(settings: Settings) -> None:
+    """Set this process up for ``settings`` (a pool initializer, and the first call in a Ray task)."""
     global _SETTINGS, _SHINGLER
     if settings != _SETTINGS:
         _SETTINGS, _SHINGLER = settings, Shingler.with_ngram(settings.ngram)
@@ -149,7 +150,7 @@ def features(rows: list[dict[str, Any] | None], with_ids: bool = False) -> Featu
     """Worker: exact key, length, score and signature of each row (and its content id: the partitioned
     dedup carries every survivor's id with it, where the one-machine dedup looks up the few it needs)."""
     settings, shingler = _SETTINGS, _SHINGLER
-    assert settings is not None and shingler is not None, "_init_worker first"
+    assert settings is not None and shingler is not None, "init_worker first"
     texts, outcomes = _texts(rows, settings)
     n = len(rows)
     valid = np.array([t is not None for t in texts], dtype=bool)
@@ -185,7 +186,7 @@ def record_ids(rows: list[dict[str, Any] | None]) -> list[str]:
 
 def shingle_sets(rows: list[dict[str, Any] | None]) -> list[np.ndarray]:
     """Worker: the sorted distinct shingle hashes of each row (for exact Jaccard)."""
-    assert _SETTINGS is not None and _SHINGLER is not None, "_init_worker first"
+    assert _SETTINGS is not None and _SHINGLER is not None, "init_worker first"
     texts, _ = _texts(rows, _SETTINGS)
     return _SHINGLER.shingle_sets([t or "" for t in texts])
 
@@ -196,8 +197,8 @@ class Workers:
     def __init__(self, settings: Settings, processes: int) -> None:
         self.settings = settings
         self.processes = processes
-        _init_worker(settings)
-        self._pool = ProcessPool(processes, _init_worker, (settings,))
+        init_worker(settings)
+        self._pool = ProcessPool(processes, init_worker, (settings,))
 
     def map(self, fn: Any, batches: Iterator[list[Any]]) -> Iterator[Any]:
         return self._pool.map(fn, batches, worth=lambda batch: len(batch) >= BATCH)

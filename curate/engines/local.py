@@ -8,11 +8,12 @@ by the input, and results come back in piece order.
 
 from __future__ import annotations
 
+import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from thresher.curate.engines import Engine, Job
+from thresher.curate.engines import Engine, Job, usable_cores
 from thresher.curate.errors import ThresherError
 
 if TYPE_CHECKING:
@@ -84,10 +85,16 @@ _JOB: Job | None = None
 _SETUP_ERROR: BaseException | None = None
 
 
-def _init_job(job: Job) -> None:
+def _init_job(job: Job, threads: int) -> None:
     """Pool initializer: set the job up once per process. An error is kept and raised with the first
-    piece, where it reaches the parent as itself (a failing initializer only breaks the pool)."""
+    piece, where it reaches the parent as itself (a failing initializer only breaks the pool).
+
+    ``threads``: the cores each worker may use, for libraries that start thread pools (torch, BLAS,
+    loaded by a model job's setup): N workers of N threads each would fight over N cores.
+    """
     global _JOB, _SETUP_ERROR
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(name, str(threads))
     _JOB, _SETUP_ERROR = job, None
     try:
         job.setup()
@@ -120,7 +127,8 @@ class LocalEngine(Engine):
             for piece in pieces:
                 yield job(piece)
             return
-        pool = ProcessPool(min(self.workers, len(pieces)), _init_job, (job,))
+        processes = min(self.workers, len(pieces))
+        pool = ProcessPool(processes, _init_job, (job, max(1, usable_cores() // processes)))
         try:
             yield from pool.map(_run_piece, pieces)
         except BaseException:
