@@ -42,7 +42,7 @@ def ray_engine():
 
 @pytest.fixture
 def small_pieces(monkeypatch):
-    monkeypatch.setattr(shards, "SHARD_BYTES", 2048)
+    monkeypatch.setattr(shards, "SHARD_BYTES", 8192)  # several pieces per file, few enough to keep Ray quick
 
 
 def test_dedup_on_ray_equals_local(tmp_path, ray_engine, small_pieces):
@@ -65,27 +65,19 @@ def test_dedup_on_ray_equals_local(tmp_path, ray_engine, small_pieces):
 
 
 def test_filter_on_ray_equals_local(tmp_path, ray_engine, small_pieces):
-    from test_filter_cli import BLANK, GOOD_EN, GOOD_ZH, REFUSAL
-
-    from thresher.curate.filter.quality import train
-
     files, _ = dirty(tmp_path / "in")
-    good = [f"{r['instruction']} {r['output']}" for r in (GOOD_EN, GOOD_ZH)] * 20
-    bad = [f"{r['instruction']} {r['output']}" for r in (REFUSAL, BLANK)] * 20
-    train(good, bad, tmp_path / "quality.bin", epoch=5)
 
-    def run(flags: list[str], tag: str) -> tuple:
-        out = tmp_path / f"{tag}.jsonl"
-        stats = filter_paths(filter_args(files, out, *flags, "--identity-name", "小州", "--identity-author", "神州数码"))
-        sharded = filter_paths(filter_args(files, tmp_path / tag, *flags, "--quality-model",
-                                           str(tmp_path / "quality.bin")))  # a model: one actor per worker on Ray
-        return (out.read_bytes(), (tmp_path / f"{tag}.removed.jsonl").read_bytes(), decided(stats),
-                lines(tmp_path / tag), lines(tmp_path / f"{tag}.removed"), decided(sharded))
+    def run(name: str) -> tuple:
+        flags = ["--engine", name, "--workers", "2", "--identity-name", "小州", "--identity-author", "神州数码"]
+        out = tmp_path / f"{name}.jsonl"
+        stats = filter_paths(filter_args(files, out, *flags))
+        sharded = filter_paths(filter_args(files, tmp_path / name, *flags))
+        return (out.read_bytes(), (tmp_path / f"{name}.removed.jsonl").read_bytes(), decided(stats),
+                lines(tmp_path / name), lines(tmp_path / f"{name}.removed"), decided(sharded))
 
-    local, ray = (run(["--engine", name, "--workers", "2"], name) for name in ("local", "ray"))
+    local, ray = run("local"), run("ray")
     assert local == ray
     assert local[2]["removed"]["refusal"] > 10 and local[5]["parts"] > 3
-    assert all("quality" in json.loads(line)["meta"]["filter"]["scores"] for line in local[3])
 
 
 def test_validate_stats_and_convert_on_ray_equal_local(tmp_path, ray_engine, small_pieces):
@@ -155,3 +147,23 @@ def test_the_recipe_on_ray_writes_what_it_writes_locally(tmp_path, ray_engine):
                    (tmp_path / "local" / stage / name).read_text(encoding="utf-8")
     assert json.loads((tmp_path / "ray" / "check" / "report.json").read_text()) == \
            json.loads((tmp_path / "local" / "check" / "report.json").read_text())
+
+
+def test_a_model_filter_runs_on_an_actor_pool_with_the_same_result(tmp_path, ray_engine, small_pieces):
+    """A fastText quality model: loaded once per worker (an actor each on Ray). Last in the module:
+    Ray's worker processes are busy starting actors for a while after."""
+    from test_filter_cli import BLANK, GOOD_EN, GOOD_ZH, REFUSAL
+
+    from thresher.curate.filter.quality import train
+
+    files, _ = dirty(tmp_path / "in")
+    good = [f"{r['instruction']} {r['output']}" for r in (GOOD_EN, GOOD_ZH)] * 20
+    bad = [f"{r['instruction']} {r['output']}" for r in (REFUSAL, BLANK)] * 20
+    train(good, bad, tmp_path / "quality.bin", epoch=5)
+    for name in ("local", "ray"):
+        stats = filter_paths(filter_args(files, tmp_path / name, "--engine", name, "--workers", "2",
+                                         "--quality-model", str(tmp_path / "quality.bin"), "--min-quality", "0.5"))
+        assert stats["engine"] == name
+    assert lines(tmp_path / "local") == lines(tmp_path / "ray")
+    assert lines(tmp_path / "local.removed") == lines(tmp_path / "ray.removed")
+    assert all("quality" in json.loads(line)["meta"]["filter"]["scores"] for line in lines(tmp_path / "ray"))
