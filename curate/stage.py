@@ -10,6 +10,12 @@ Removed-file lines look like::
     {"reason": "duplicate", "detail": {"duplicate_of": "…"}, "file": "a.jsonl", "line": 7, "record": {…}}
 
 where ``record`` is the row as read (or the raw text of an unparsable line).
+
+At scale a stage runs piece by piece (``thresher.curate.engines``): a
+``PieceStage`` keeps the books of one piece inside a worker, writing that
+piece's part files or holding its records for the driver, and the driver's
+``Stage`` sums the pieces (``absorb``) and checks the rule again over all of
+them; ``run_pieces`` is that loop.
 """
 
 from __future__ import annotations
@@ -161,10 +167,11 @@ def removed_entry(row: Row, reason: str, detail: dict[str, Any]) -> dict[str, An
             "record": row.data if row.data is not None else row.raw}
 
 
-def peak_memory_mb() -> float:
-    """Peak resident memory of this process in MiB (``ru_maxrss``: KiB on Linux, bytes on macOS)."""
+def peak_memory_mb(who: int = resource.RUSAGE_SELF) -> float:
+    """Peak resident memory in MiB of this process (or, ``RUSAGE_CHILDREN``, of its largest child);
+    ``ru_maxrss`` is KiB on Linux, bytes on macOS."""
     scale = 1 / 1024 if sys.platform != "darwin" else 1 / 1024 / 1024
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale, 1)
+    return round(resource.getrusage(who).ru_maxrss * scale, 1)
 
 
 @dataclass

@@ -247,14 +247,11 @@ def peak_memory(workers: float | None = None) -> dict[str, float]:
     """Peak resident memory (MiB) of this process and of the largest worker: this machine's child
     processes, or what Ray's workers reported."""
     import resource
-    import sys
 
     from thresher.curate.stage import peak_memory_mb
 
-    if workers is None:
-        scale = 1 / 1024 if sys.platform != "darwin" else 1 / 1024 / 1024
-        workers = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * scale, 1)
-    return {"main": peak_memory_mb(), "workers": workers}
+    return {"main": peak_memory_mb(),
+            "workers": peak_memory_mb(resource.RUSAGE_CHILDREN) if workers is None else workers}
 
 
 def print_summary(result: dict[str, Any], console: Any) -> None:
