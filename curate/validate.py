@@ -52,6 +52,7 @@ class FileCounts:
     records: int = 0
     invalid: int = 0
     sample: Any = None  # the first invalid record as read: what an all-invalid file looks like
+    unreadable: bool = False
 
 
 @dataclass
@@ -151,6 +152,7 @@ def validate_paths(
                         on_problem(problem)
         except InputError as exc:
             summary.unreadable.append(exc)
+            counts.unreadable = True
     return summary
 
 
@@ -224,9 +226,8 @@ def warn_inputs(summary: Summary, forced: str | None) -> None:
     """One line for each empty input, and for each input whose every record is invalid, what it looks like."""
     import sys
 
-    unreadable = {error.path for error in summary.unreadable}
     for path, counts in summary.files.items():
-        if counts.records == 0 and path not in unreadable:
+        if counts.records == 0 and not counts.unreadable:
             print(f"warning: {path}: no records", file=sys.stderr)
         elif counts.records and counts.invalid == counts.records:
             print(f"error: every record of {path} is invalid; {looks_like(counts.sample, forced)}", file=sys.stderr)
