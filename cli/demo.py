@@ -41,7 +41,9 @@ def run(args: argparse.Namespace) -> int:
         recipe_path = Path(examples) / "self_cognition.yaml"
         overrides: dict[str, object] = {}
         if args.model:
-            overrides["model"] = str(Path(args.model).resolve())
+            from thresher.train.model_path import resolve_model
+
+            overrides["model"] = resolve_model(args.model)
         else:
             from thresher.train.tiny import build_tiny_model
 

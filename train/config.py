@@ -93,6 +93,21 @@ class TrainConfig(BaseModel):
         return path
 
 
+class RMConfig(TrainConfig):
+    """``TrainConfig`` plus the reward model's own knobs."""
+
+    loss: Literal["pairwise", "regression"] = "pairwise"
+    margin_field: str | None = Field(None, description="pair field (meta or top level) holding a required margin")
+    center_coef: float = Field(0.0, ge=0, description="weight of the reward-centering term (r_c + r_r)^2")
+
+
+class DPOConfig(TrainConfig):
+    """``TrainConfig`` plus DPO's own knobs."""
+
+    beta: float = Field(0.1, gt=0, description="strength of the pull towards the reference")
+    ref_model: str | None = Field(None, description="reference model (default: the starting weights)")
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """A YAML config as a dict with ``-`` in keys read as ``_`` (flags and keys spell alike)."""
     import yaml
@@ -113,12 +128,23 @@ def resolve(cls: type[TrainConfig], args: argparse.Namespace) -> TrainConfig:
     given = {k: v for k, v in vars(args).items() if k in cls.model_fields}
     merged = {**(read_yaml(args.config) if getattr(args, "config", None) else {}), **given}
     try:
-        return cls.model_validate(merged)
+        config = cls.model_validate(merged)
     except ValidationError as exc:
         problems = "; ".join(
             f"--{'.'.join(map(str, e['loc'])).replace('_', '-') or 'config'}: {e['msg']}" for e in exc.errors()
         )
         raise ThresherError(problems) from None
+    return resolve_models(config)
+
+
+def resolve_models(config: TrainConfig) -> TrainConfig:
+    """Every model the run will load checked before anything is (see ``model_path``)."""
+    from thresher.train.model_path import resolve_model
+
+    config.model = resolve_model(config.model)
+    if getattr(config, "ref_model", None):
+        config.ref_model = resolve_model(config.ref_model)  # type: ignore[attr-defined]
+    return config
 
 
 def add_training_flags(parser: argparse.ArgumentParser) -> None:

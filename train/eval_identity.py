@@ -156,13 +156,15 @@ def run(args: argparse.Namespace) -> int:
     from rich.progress import Progress
 
     from thresher.curate.io.writers import write_json
+    from thresher.train.metrics import LogProgress
 
     identity = Identity(name=args.name, author=args.author, name_en=args.name_en, author_en=args.author_en)
     console = Console()
     runs = [("base", args.compare, None)] if args.compare else []
     runs.append(("model", args.model, args.adapter))
     reports = {}
-    with Progress(console=console, transient=True) as progress:
+    progress_bar = Progress(console=console, transient=True) if console.is_terminal else LogProgress(console)
+    with progress_bar as progress:
         for label, model, adapter in runs:
             probes = load_probes(args.questions, args.general)
             task = progress.add_task(f"asking {label}", total=len(probes))

@@ -33,31 +33,23 @@ import math
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 
 from thresher.curate.errors import ThresherError
 from thresher.curate.io.writers import write_json
 from thresher.schemas import Message
-from thresher.train.config import TrainConfig
+from thresher.train.config import RMConfig, TrainConfig
 from thresher.train.inference import ADAPTER_CONFIG, adapter_base
 from thresher.train.checkpoint import LoopState, check_output
 from thresher.train.loop import Artifacts, build_accelerator, train
+from thresher.train.metrics import print_run_summary
 from thresher.train.pairs import PairEncoder, PairReport, grouped_batches, load_pairs, load_scored, pair_batch, scored_batch
 from thresher.train.template import apply_template
 
 RM_INFO = "reward_model.json"
-
-
-class RMConfig(TrainConfig):
-    """``TrainConfig`` plus the reward model's own knobs."""
-
-    loss: Literal["pairwise", "regression"] = "pairwise"
-    margin_field: str | None = Field(None, description="pair field (meta or top level) holding a required margin")
-    center_coef: float = Field(0.0, ge=0, description="weight of the reward-centering term (r_c + r_r)^2")
 
 
 # ---------------------------------------------------------------- model
@@ -304,7 +296,7 @@ def run_rm(config: RMConfig, console: Any = None) -> LoopState:
                                                                           config.seed + epoch, collate),
                   eval_set, accelerator, Artifacts(save_extras))
     if accelerator.is_main_process:
-        console.print(f"saved reward {'model' if config.method == 'full' else 'adapter'} to {out}")
+        print_run_summary(console, state.log, out, "reward " + ("model" if config.method == "full" else "adapter"))
     return state
 
 
@@ -318,7 +310,9 @@ class RewardScorer:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
-        folder = Path(model_dir)
+        from thresher.train.model_path import resolve_model
+
+        folder = Path(resolve_model(model_dir))
         if not (folder / RM_INFO).exists():
             raise ThresherError(f"{folder} is not a thresher reward model (no {RM_INFO}); train one with thresher train rm")
         info = json.loads((folder / RM_INFO).read_text(encoding="utf-8"))
