@@ -98,9 +98,17 @@ def parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespac
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``thresher`` console script; returns the exit code."""
     argv = sys.argv[1:] if argv is None else argv
-    if not sys.stdout.isatty():
-        # rich wraps at 80 columns when it cannot ask a terminal, breaking paths in logs in half.
-        os.environ.setdefault("COLUMNS", "4000")
+    if sys.stdout.isatty() or "COLUMNS" in os.environ:
+        return _main(argv)
+    # rich wraps at 80 columns when it cannot ask a terminal, breaking paths in logs in half.
+    os.environ["COLUMNS"] = "4000"
+    try:
+        return _main(argv)
+    finally:
+        del os.environ["COLUMNS"]
+
+
+def _main(argv: list[str]) -> int:
     command = _command_in(argv)
     parser = build_parser(command if command in COMMANDS else None)
     args = parse(parser, argv)
