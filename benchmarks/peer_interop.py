@@ -269,6 +269,39 @@ def check_llamafactory(work: Path, name: str, stage: str, style: str) -> str:
     return f"{len(ours)} examples, {', '.join(columns)} identical"
 
 
+TEMPLATE_DIALOGUES = [
+    [{"role": "user", "content": "Who are you?"}, {"role": "assistant", "content": "I am Thresh."}],
+    [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"},
+     {"role": "assistant", "content": "hello"}, {"role": "user", "content": "bye"}, {"role": "assistant", "content": "ok"}],
+]
+
+
+def check_llamafactory_template(work: Path, name: str) -> str:
+    """thresher's shipped ``template: NAME`` renders dialogues exactly as LLaMA-Factory's template of that name."""
+    from llamafactory.data import get_template_and_fix_tokenizer
+    from llamafactory.hparams import DataArguments
+    from transformers import AutoTokenizer
+
+    from thresher.train.template import apply_template
+
+    model = tiny_model(work)
+    lf_tokenizer = AutoTokenizer.from_pretrained(model)
+    template = get_template_and_fix_tokenizer(lf_tokenizer, DataArguments(template=name))
+    ours = AutoTokenizer.from_pretrained(model)
+    apply_template(ours, name)
+    for messages in TEMPLATE_DIALOGUES:
+        system = messages[0]["content"] if messages[0]["role"] == "system" else None
+        turns = messages[1:] if system else messages
+        pairs = template.encode_multiturn(lf_tokenizer, turns, system)
+        theirs = lf_tokenizer.decode([i for prompt, answer in pairs for i in prompt + answer])
+        text = ours.apply_chat_template(messages, tokenize=False)
+        if template.efficient_eos:  # LLaMA-Factory appends EOS after the last answer only, when it builds labels
+            assert text.endswith(ours.eos_token), text
+            text = text.replace(ours.eos_token, "")
+        assert text == theirs, f"{name}: {text!r} != {theirs!r}"
+    return f"{len(TEMPLATE_DIALOGUES)} dialogues (system, multi-turn) render identically"
+
+
 def all_checks() -> list[tuple[str, str, Any]]:
     """(name, peer package, function of the work folder) for every check."""
     checks: list[tuple[str, str, Any]] = [
@@ -279,6 +312,11 @@ def all_checks() -> list[tuple[str, str, Any]]:
         for to in ("messages", "prompt-completion"):
             checks.append((f"TRL {trainer_name} on --to {to}", "trl",
                            lambda work, t=trainer_name, f=to: check_trl_trainer(work, t, f)))
+    from thresher.train.template import SHIPPED_TEMPLATES
+
+    for template in SHIPPED_TEMPLATES:
+        checks.append((f"LLaMA-Factory template {template} = thresher's", "llamafactory",
+                       lambda work, t=template: check_llamafactory_template(work, t)))
     for name, stage, style in LLAMAFACTORY_CASES:
         checks.append((f"LLaMA-Factory {stage}: {name} ({style})", "llamafactory",
                        lambda work, n=name, s=stage, y=style: check_llamafactory(work, n, s, y)))
