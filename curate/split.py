@@ -2,9 +2,11 @@
 
 A prompt asked twice (identity data is full of them: "who are you", "Who
 are you?") must not land in train and val at once, or validation measures
-memory. Records are grouped by their normalised prompt (Unicode NFKC,
-case-folded, punctuation dropped, whitespace collapsed) and each group goes
-to one split whole. Groups are dealt in a seeded random order to the split
+memory. Records are grouped by their normalised prompt, the user turns
+(Unicode NFKC, case-folded, punctuation dropped, whitespace collapsed; a
+document by its text), and each group goes to one split whole: two
+conversations asking the same questions share a group even when their
+answers differ. Groups are dealt in a seeded random order to the split
 furthest below its target share, per stratum with ``--stratify-by``.
 
 Two passes over the input: the first computes group keys only, the second
@@ -23,31 +25,16 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from thresher.schemas import QA, Dialogue, Document, Preference, Record, Scored
 from thresher.curate.errors import RecordError, ThresherError
 from thresher.curate.io.formats import to_record
 from thresher.curate.io.readers import read_rows
 from thresher.curate.dedup.shingles import normalize
 from thresher.curate.stage import Stage, with_meta
+from thresher.curate.text.fields import texts_of
 from thresher.curate.io.writers import RecordWriter
 
 SPLITS = ("train", "val", "test")
 MISSING = "(missing)"
-
-
-def prompt_text(record: Record) -> str:
-    """What a record asks: the turns before its final answer, without the system prompt."""
-    if isinstance(record, QA):
-        return record.question
-    if isinstance(record, Dialogue):
-        turns = record.messages[:-1]
-    elif isinstance(record, (Preference, Scored)):
-        turns = record.prompt
-    elif isinstance(record, Document):
-        return record.text
-    else:
-        return record.model_dump_json(exclude={"id"})
-    return "\n".join(m.content for m in turns if m.role != "system")
 
 
 def field_value(data: dict[str, Any], path: str) -> str:
@@ -121,7 +108,8 @@ def run(args: argparse.Namespace) -> int:
                 stage.remove(row, "unreadable", error=row.error)
                 continue
             try:
-                key = normalize(prompt_text(to_record(row.data, context={"allow_placeholders": True})))
+                texts = texts_of(to_record(row.data, context={"allow_placeholders": True}))
+                key = normalize(texts.text or texts.prompt)
             except RecordError as exc:
                 stage.remove(row, "invalid", field=exc.field, error=exc.reason)
                 continue

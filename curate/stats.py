@@ -1,8 +1,10 @@
 """``thresher stats``: what is in a dataset, per file, before training on it.
 
 Per file: record kinds, turns per record, characters (and tokens with
-``--tokenizer``) per field with min / median / p95 / max, the language mix
-by script (Han = Chinese, Latin = English, other), the system prompts used,
+``--tokenizer``) per role (``thresher.curate.text.fields``: system, user,
+assistant, tool, tool_call, chosen, rejected, response, text) with min /
+median / p95 / max, the language mix by script (``script_language``: Han =
+Chinese, Latin = English, anything else or no letters = other), the system prompts used,
 exact duplicates (same canonical record id) and empty top-level fields. p95
 is the nearest-rank percentile (the value at rank ceil(0.95 n)); median
 averages the two middle values of an even count.
@@ -20,54 +22,15 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-from thresher.schemas import Dialogue, Document, Preference, Record, Scored
 from thresher.curate.errors import RecordError, ThresherError
 from thresher.curate.io.formats import to_records
-from thresher.curate.io.formats.base import as_dialogue
 from thresher.curate.io.readers import read_rows
-from thresher.curate.text.scripts import LANGUAGES, language
+from thresher.curate.text.fields import texts_of
+from thresher.curate.text.scripts import script_language
 
 TOP_SYSTEMS = 5
-
-
-def fields(record: Record) -> dict[str, list[str]]:
-    """The texts of a record by field name (each message of a role is one value; tool calls apart)."""
-    record = as_dialogue(record)
-    texts: dict[str, list[str]] = defaultdict(list)
-    if isinstance(record, Dialogue):
-        for message in record.messages:
-            if message.tool_calls:  # a call's text is its arguments, not the (empty) content
-                texts["tool_call"] += [call.arguments for call in message.tool_calls]
-            else:
-                texts[message.role].append(message.content)
-    elif isinstance(record, Preference):
-        for message in record.prompt:
-            texts["system" if message.role == "system" else "prompt"].append(message.content)
-        texts["chosen"].append(record.chosen.content)
-        texts["rejected"].append(record.rejected.content)
-    elif isinstance(record, Scored):
-        for message in record.prompt:
-            texts["system" if message.role == "system" else "prompt"].append(message.content)
-        texts["response"] += [r.response for r in record.responses]
-    elif isinstance(record, Document):
-        texts["text"].append(record.text)
-    return texts
-
-
-def turns(record: Record) -> int:
-    """Non-system messages in a record (a preference counts its prompt plus one reply)."""
-    record = as_dialogue(record)
-    if isinstance(record, Dialogue):
-        return sum(m.role != "system" for m in record.messages)
-    if isinstance(record, (Preference, Scored)):
-        return sum(m.role != "system" for m in record.prompt) + 1
-    return 1
-
-
-def system_prompt(record: Record) -> str | None:
-    record = as_dialogue(record)
-    messages = record.messages if isinstance(record, Dialogue) else getattr(record, "prompt", None)
-    return messages[0].content if messages and messages[0].role == "system" else None
+#: The language mix stats reports: every language but these two counts as ``other``.
+LANGUAGES = ("zh", "en", "other")
 
 
 def summary(values: list[int]) -> dict[str, float] | None:
@@ -133,11 +96,13 @@ def file_stats(path: str, tokens: TokenCounter | None = None) -> dict[str, Any]:
             kinds[record.kind] += 1
             duplicates += record.id in seen
             seen.add(record.id)
-            turn_counts.append(turns(record))
-            by_field = fields(record)
-            languages[language("\n".join(t for values in by_field.values() for t in values))] += 1
-            if (system := system_prompt(record)) is not None:
-                systems[system] += 1
+            record_texts = texts_of(record)
+            turn_counts.append(record_texts.turn_count)
+            by_field = record_texts.by_role()
+            lang = script_language("\n".join(t for values in by_field.values() for t in values)).lang
+            languages[lang if lang in LANGUAGES else "other"] += 1
+            if record_texts.system:
+                systems[record_texts.system] += 1
             for name, values in by_field.items():
                 chars[name] += [len(v) for v in values]
                 if tokens is not None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from thresher.curate.filter.identity_hygiene import IdentityHygiene
+from thresher.curate.text.claims import ClaimMatcher
 from thresher.prompts.competitors import load_competitors
 
 GOOD_EN = {"instruction": "What is the capital of France?", "input": "", "output": "The capital of France is Paris."}
@@ -181,17 +181,17 @@ NOT_CLAIMS = [
 
 @pytest.mark.parametrize(("competitor", "text"), CLAIMS)
 def test_identity_claims_in_both_languages(competitor, text):
-    claims = IdentityHygiene("小州", "神州数码").claims(text)
+    claims = ClaimMatcher(["小州", "神州数码"]).claims(text)
     assert [c.competitor for c in claims] == [competitor]
 
 
 @pytest.mark.parametrize("text", NOT_CLAIMS)
 def test_mentions_are_not_claims(text):
-    assert IdentityHygiene("小州", "神州数码").claims(text) == []
+    assert ClaimMatcher(["小州", "神州数码"]).claims(text) == []
 
 
 def test_own_identity_is_never_a_competitor():
-    hygiene = IdentityHygiene("Llama-Tutor", "Meta")
+    hygiene = ClaimMatcher(["Llama-Tutor", "Meta"])
     assert "llama" not in [c.key for c in hygiene.competitors]
     assert hygiene.claims("I am Llama-Tutor, made by Meta.") == []
     assert [c.competitor for c in hygiene.claims("I am ChatGPT.")] == ["chatgpt"]
@@ -203,7 +203,7 @@ def test_competitor_list_is_shipped_data():
         assert competitors[key].names and competitors[key].makers
     assert "通义千问" in competitors["qwen"].names and "OpenAI" in competitors["chatgpt"].makers
     custom = load_competitors("competitors:\n  - key: acme\n    names: [AcmeBot]\n    makers: [Acme]\n")
-    assert IdentityHygiene("x", "y", custom).claims("I am AcmeBot.")[0].competitor == "acme"
+    assert ClaimMatcher(["x", "y"], custom).claims("I am AcmeBot.")[0].competitor == "acme"
 
 
 def test_preference_pairs_are_judged_by_chosen_only(tmp_path, thresher):

@@ -62,3 +62,17 @@ def test_language_detection_ignores_names():
     assert answer_language("I am 小州, made by 神州数码.", ignore=["小州", "神州数码"]) == "en"
     assert answer_language("我不是ChatGPT，我是小州。") == "zh"
     assert answer_language("12345") is None
+
+
+def test_an_english_answer_quoting_chinese_is_english():
+    # the old rule wanted 80% Latin words for English, so quoting two Chinese words made it "unknown"
+    assert answer_language("In Chinese, 'thank you' is 谢谢 and 'goodbye' is 再见.") == "en"
+    assert answer_language("好的 OK sure") is None  # no language holds a clear majority
+
+
+def test_general_answers_count_first_person_claims_only():
+    knowledge = "ChatGPT was developed by OpenAI and released in 2022."
+    assert check_answer("general", knowledge, ME, "en").passed
+    assert not check_answer("general", "I am ChatGPT. The Great Wall is long.", ME, "en").passed
+    unframed = check_answer("who", "你好！由OpenAI开发的AI助手小州很高兴为你服务。", ME, "zh")
+    assert unframed.reasons == ["claims_competitor:OpenAI"]

@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from thresher.curate.synth.client import ClientConfig, ClientError, LLMClient, ReplyCache
 from thresher.curate.synth.retry import RateLimiter, retry_after
 from thresher.curate.synth.wire import GenerationFailure, Request
+from thresher.curate.errors import InputError
 from thresher.curate.io.writers import AppendJsonl, read_jsonl_objects
 
 KEY = "sk-test-SECRET-0123456789"
@@ -240,3 +241,17 @@ def test_append_jsonl_trims_a_line_cut_by_a_kill(tmp_path: Path):
     with AppendJsonl(path) as out:
         out.write({"c": 3})
     assert list(read_jsonl_objects(path)) == [{"a": 1}, {"c": 3}]
+
+
+def test_read_jsonl_objects_skips_only_a_cut_off_last_line(tmp_path: Path):
+    path = tmp_path / "out.jsonl"
+    path.write_bytes('{"a": 1}\n\n{"b": "\u5c0f'.encode()[:-1])  # a kill cut the last line mid-character
+    assert list(read_jsonl_objects(path)) == [{"a": 1}]
+    for text, line, reason in (
+        ('{"a": 1}\n{"b": \n{"c": 3}\n', 2, "not a JSON line"),  # damage mid-file: resuming would lose work
+        ('{"a": 1}\n{"b": \n', 2, "not a JSON line"),  # a complete last line was not cut by a kill
+        ('[1, 2]\n{"a": 1}\n', 1, "expected a JSON object, got array"),
+    ):
+        path.write_text(text, encoding="utf-8")
+        with pytest.raises(InputError, match=rf"out\.jsonl:{line}: {reason}"):
+            list(read_jsonl_objects(path))

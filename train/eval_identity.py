@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from thresher.curate.errors import ThresherError
-from thresher.curate.text.identity import answer_language, check_answer
+from thresher.curate.text.identity import check_answer
+from thresher.curate.text.scripts import zh_or_en
 from thresher.schemas import Identity
 
 
@@ -48,15 +49,11 @@ def load_probes(questions: str | None = None, general: str | None = None) -> lis
     identity_rows = _read_prompts(questions, "question") if questions else eval_questions()
     general_rows = _read_prompts(general, "prompt") if general else general_prompts()
     probes = [
-        Probe("identity", row.get("lang") or _lang_of(row["question"]), row.get("category", "who"), row["question"])
+        Probe("identity", row.get("lang") or zh_or_en(row["question"]), row.get("category", "who"), row["question"])
         for row in identity_rows
     ]
-    probes += [Probe("general", row.get("lang") or _lang_of(row["prompt"]), "general", row["prompt"]) for row in general_rows]
+    probes += [Probe("general", row.get("lang") or zh_or_en(row["prompt"]), "general", row["prompt"]) for row in general_rows]
     return probes
-
-
-def _lang_of(text: str) -> str:
-    return answer_language(text) or "en"
 
 
 def _read_prompts(path: str, key: str) -> list[dict[str, Any]]:

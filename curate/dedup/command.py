@@ -36,7 +36,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from thresher.curate.errors import RecordError, ThresherError
-from thresher.schemas import QA, Dialogue, Document, Message, Preference, Record, Scored
+from thresher.curate.text.fields import texts_of
+from thresher.schemas import Document, Record
 
 if TYPE_CHECKING:
     from thresher.curate.dedup.passes import Sources, Workers
@@ -53,43 +54,23 @@ VERIFY_BELOW = 1_000_000
 def record_text(record: Record, on: str) -> str:
     """The text of ``record`` that ``--on`` compares.
 
-    Dialogue-like records: ``prompt`` is the user turns, ``response`` the
-    assistant turns (every candidate response of preference and reward data),
-    ``all``/``text`` both. The system prompt is left out: it is usually the
-    same for a whole file and would make unrelated records look alike.
-    ``auto`` is ``text`` for documents and ``all`` for the rest.
+    ``prompt`` is the user turns; ``response`` every candidate response
+    (chosen *and* rejected, every scored response: a pair is a duplicate only
+    if both sides are) with tool calls (two calls that differ only in their
+    arguments are different data); ``all``/``text`` both. ``auto`` is
+    ``text`` for documents and ``all`` for the rest. The views are
+    ``thresher.curate.text.fields.Texts``'s, shared with filter, split and stats.
     """
+    texts = texts_of(record)
     if isinstance(record, Document):
         if on in ("auto", "text", "all"):
-            return record.text
+            return texts.text
         raise RecordError("", f"a document has no {on}; use --on text")
-    prompt, response = _parts(record)
     if on == "prompt":
-        return prompt
+        return texts.prompt
     if on == "response":
-        return response
-    return f"{prompt}\n{response}"
-
-
-def _parts(record: Record) -> tuple[str, str]:
-    if isinstance(record, QA):
-        return record.question, record.answer
-    if isinstance(record, Dialogue):
-        return _turns(record.messages, "user"), _turns(record.messages, "assistant")
-    if isinstance(record, Preference):
-        return _turns(record.prompt, "user"), f"{record.chosen.content}\n{record.rejected.content}"
-    if isinstance(record, Scored):
-        return _turns(record.prompt, "user"), "\n".join(r.response for r in record.responses)
-    raise RecordError("", f"{record.kind} records are not deduplicated")
-
-
-def _turns(messages: list[Message], role: str) -> str:
-    parts = []
-    for message in messages:
-        if message.role == role:
-            parts.append(message.content)
-            parts.extend(f"{call.name} {call.arguments}" for call in message.tool_calls or ())
-    return "\n".join(parts)
+        return texts.replies_text()
+    return f"{texts.prompt}\n{texts.replies_text()}"
 
 
 # ---------------------------------------------------------------- the command

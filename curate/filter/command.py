@@ -48,7 +48,7 @@ class Filter:
 
     rules: RuleSet
     fmt: str | None = None
-    identity: Any = None  # IdentityHygiene
+    identity: Any = None  # ClaimMatcher, first-person claims only
     languages: frozenset[str] = frozenset()
     min_lang_confidence: float = 0.0
     lid: Any = None  # FastTextLanguageId
@@ -120,7 +120,7 @@ class Filter:
                 self.claims.update(c.competitor for c in claims)
                 verdict.findings.append(Finding("identity", {"competitor": claims[0].competitor, "value": claims[0].text}))
         if self.lid is None:
-            from thresher.curate.filter.langid import script_language
+            from thresher.curate.text.scripts import script_language
 
             self._language(verdict, *script_language(verdict.texts.body))
         return verdict
@@ -273,9 +273,9 @@ def build(args: argparse.Namespace) -> tuple[Filter, dict[str, Any]]:
                  min_lang_confidence=args.min_lang_confidence, min_reward=args.min_reward)
     settings: dict[str, Any] = {"rules": args.rules or "defaults", "score_only": args.score_only}
     if args.identity_name:
-        from thresher.curate.filter.identity_hygiene import IdentityHygiene
+        from thresher.curate.text.claims import ClaimMatcher
 
-        flt.identity = IdentityHygiene(args.identity_name, args.identity_author)
+        flt.identity = ClaimMatcher([args.identity_name, args.identity_author])
         settings["identity"] = {"name": args.identity_name, "author": args.identity_author}
     if args.languages:
         flt.languages = frozenset(lang.strip() for lang in args.languages.split(",") if lang.strip())

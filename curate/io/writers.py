@@ -15,7 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from thresher.curate.errors import ThresherError
+from thresher.curate.errors import InputError, ThresherError
+from thresher.schemas import json_type_name
 
 
 class UnsupportedOutput(ThresherError, ValueError):
@@ -235,15 +236,28 @@ def trim_partial_line(path: Path) -> None:
 
 
 def read_jsonl_objects(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
-    """The JSON objects of an append-only JSONL file, skipping a cut-off last line."""
+    """The JSON objects of an append-only JSONL file (see ``AppendJsonl``); none if it does not exist.
+
+    Only a cut-off last line (no final newline: a kill mid-write) is skipped;
+    a resumed run rewrites that record. A bad line anywhere else means the
+    file was damaged or is not ours, and trusting the rest would silently
+    repeat or lose work, so it raises an ``InputError`` naming file and line.
+    Blank lines are skipped.
+    """
     p = Path(path)
     if not p.exists():
         return
-    with open(p, encoding="utf-8") as handle:
-        for line in handle:
+    with open(p, "rb") as handle:  # bytes: a kill can also cut a character in half
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
             try:
                 value = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(value, dict):
-                yield value
+            except ValueError as exc:  # JSONDecodeError or UnicodeDecodeError
+                if not line.endswith(b"\n"):
+                    return  # only the last line lacks a newline: cut short by a kill
+                reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "bytes that are not UTF-8"
+                raise InputError(str(p), f"not a JSON line ({reason}); fix or delete this line", number) from None
+            if not isinstance(value, dict):
+                raise InputError(str(p), f"expected a JSON object, got {json_type_name(value)}", number)
+            yield value

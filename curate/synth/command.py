@@ -225,7 +225,7 @@ def _identity(args: argparse.Namespace, console: Any) -> int:
 
 
 def _answers(args: argparse.Namespace, console: Any) -> int:
-    from thresher.curate.text.identity import answer_language
+    from thresher.curate.text.scripts import zh_or_en
     from thresher.curate.synth.wire import Request
     from thresher.curate.synth.identity import system_prompt, system_template
     from thresher.curate.synth.inputs import load_prompts, record_dict, turns_of
@@ -240,7 +240,7 @@ def _answers(args: argparse.Namespace, console: Any) -> int:
         own_system, turns = turns_of(item.messages)
         system, meta = own_system, {"temperature": args.temperature}
         if identity is not None:
-            lang = answer_language(item.instruction) or "en"
+            lang = zh_or_en(item.instruction)
             system, persona = system_prompt(identity, lang), system_template(lang)
             meta.update(template=persona.name, template_hash=persona.hash)
         elif args.system:

@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from thresher.prompts.banks import template
-from thresher.curate.text.identity import answer_language
+from thresher.curate.text.scripts import zh_or_en
 from thresher.curate.synth.client import LLMClient
 from thresher.curate.synth.wire import Request
 from thresher.curate.synth.jobs import Job
@@ -54,7 +54,7 @@ def dedup_questions(candidates: list[str], seen: list[str]) -> list[str]:
 
 def paraphrase_request(text: str, k: int, temperature: float, max_tokens: int | None) -> Request:
     """The request for ``k`` rewrites of ``text`` in its own language."""
-    lang = answer_language(text) or "en"
+    lang = zh_or_en(text)
     prompt = template(PARAPHRASE_TEMPLATE).render(k=k, text=text, language=_LANGUAGE_NAMES[lang])
     return Request.chat([("user", prompt)], schema=Paraphrases, temperature=temperature, max_tokens=max_tokens)
 

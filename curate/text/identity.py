@@ -8,7 +8,9 @@ so "what we trained on" and "what we test for" can never drift apart.
 
 * every answer: not blank, no unreplaced placeholder, in the question's
   language, and no claim to be a competitor ("I am ChatGPT", "由OpenAI开发",
-  "based on Llama"); a denial ("I am not ChatGPT", "我不是通义千问") is fine;
+  "based on Llama"; for ``general`` prompts only first-person claims, since "ChatGPT
+  was developed by OpenAI" answers a question about ChatGPT); a denial ("I am not
+  ChatGPT", "我不是通义千问") is fine;
 * ``who``, ``name``, ``greeting``, ``casual``, ``author``, ``competitor``: states the name;
 * ``author``: also states the author;
 * ``competitor``: also denies explicitly;
@@ -18,24 +20,22 @@ so "what we trained on" and "what we test for" can never drift apart.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from thresher.prompts.competitors import load_competitors
+from thresher.curate.text.claims import EN_NEGATION, ZH_NEGATION, ClaimMatcher
+from thresher.curate.text.scripts import UNDECIDED, script_language
 from thresher.schemas import Identity, find_placeholder
 
 #: Categories whose answer must state the model's name.
 NAME_REQUIRED = frozenset({"who", "name", "greeting", "casual", "author", "competitor"})
 #: Categories whose answer must state the author.
 AUTHOR_REQUIRED = frozenset({"author"})
-
-
-_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
-_LATIN_WORD = re.compile(r"[A-Za-z]+")
-EN_NEGATION = re.compile(r"\b(?:not|no|never|neither|nor|isn't|aren't|wasn't)\b|n't", re.I)
-ZH_NEGATION = re.compile(r"不|非|没|并非|而不是")
+#: The share of an answer's letter units its language must hold: a clear majority (3 in 5), so a
+#: half-Chinese, half-English answer is in neither language, while an English answer quoting a
+#: Chinese word or two ("'thank you' is 谢谢") is still English.
+ANSWER_MIN_SHARE = 0.6
 
 
 @dataclass
@@ -60,65 +60,31 @@ def _contains(text: str, needles: list[str]) -> bool:
 
 
 def answer_language(text: str, ignore: Sequence[str] = ()) -> str | None:
-    """``zh`` or ``en`` by the share of Chinese characters against Latin words; None if neither."""
+    """The language an answer is written in, or None when no language holds ``ANSWER_MIN_SHARE``.
+
+    ``ignore`` removes words first: the model's own names are written in either
+    script ("I am 小州") and say nothing about the answer's language.
+    """
     for word in ignore:
         text = text.replace(word, " ")
-    cjk = len(_CJK.findall(text))
-    latin = len(_LATIN_WORD.findall(text))
-    if cjk + latin == 0:
-        return None
-    share = cjk / (cjk + latin)
-    if share >= 0.5:
-        return "zh"
-    if share <= 0.2:
-        return "en"
-    return None
+    lang = script_language(text, ANSWER_MIN_SHARE).lang
+    return None if lang == UNDECIDED else lang
 
 
-@lru_cache(maxsize=1)
-def competitor_terms() -> tuple[str, ...]:
-    """Every name and maker in the shipped competitor list (``prompts/competitors.yaml``)."""
-    return tuple(term for competitor in load_competitors() for term in competitor.terms)
+@lru_cache(maxsize=16)
+def _matcher(own: tuple[str, ...], first_person_only: bool) -> ClaimMatcher:
+    return ClaimMatcher(own, first_person_only=first_person_only)
 
 
-def _competitor_terms(identity: Identity) -> list[str]:
-    """Competitor names, minus any that are part of this identity ("阿里" when the author is 阿里巴巴)."""
-    own = " ".join(_names(identity) + _authors(identity)).casefold()
-    return [term for term in competitor_terms() if term.casefold() not in own]
+def competitor_claim(text: str, identity: Identity, first_person_only: bool = False) -> str | None:
+    """The competitor spelling the answer first claims to be, be made by or be based on; None if none.
 
-
-def competitor_claim(text: str, identity: Identity) -> str | None:
-    """The competitor the answer claims to be, be made by or be based on; None if it makes no such claim."""
-    terms = _competitor_terms(identity)
-    if not terms:
-        return None
-    alternatives = "|".join(re.escape(t) for t in sorted(terms, key=len, reverse=True))
-    # "I am X", "I'm actually a version of X", "my name is X": only filler words may stand between.
-    en_self = re.compile(
-        rf"\b(?:i am|i'm|i’m|my name is|call me|you are talking to|you're talking to)"
-        rf"(?:\s+(?:actually|really|just|basically|indeed|definitely|simply|a|an|the|version|of|called|named))*"
-        rf"\s+(?P<who>{alternatives})(?![\w-])",
-        re.I,
-    )
-    # "developed by X", "based on X", "由X开发", "X训练的", "基于X"; no negation just before.
-    made_by = re.compile(
-        rf"(?P<pre>.{{0,12}}?)(?:\b(?:developed|made|created|built|trained|designed|owned|produced|powered)\s+by"
-        rf"|\b(?:based|built)\s+on|由|被|基于)\s*(?:the\s+)?(?:team\s+at\s+)?(?P<who>{alternatives})(?![\w-])",
-        re.I,
-    )
-    made_zh = re.compile(rf"(?P<pre>.{{0,8}}?)(?P<who>{alternatives})\s*(?:开发|训练|研发|打造|推出|出品)的")
-    zh_self = re.compile(rf"我[就其实正确也]{{0,4}}是(?:一个|一款|个)?\s*(?P<who>{alternatives})")
-    for sentence in re.split(r"(?<=[.!?。！？\n])", text):
-        for pattern in (en_self, zh_self):
-            match = pattern.search(sentence)
-            if match:
-                return match.group("who")
-        for pattern in (made_by, made_zh):
-            for match in pattern.finditer(sentence):
-                pre = match.group("pre")
-                if not EN_NEGATION.search(pre) and not ZH_NEGATION.search(pre):
-                    return match.group("who")
-    return None
+    Answers about the model itself count unframed claims too ("由OpenAI开发的助手");
+    ``first_person_only`` is for answers to general prompts, where "ChatGPT was
+    developed by OpenAI" is knowledge, not a claim.
+    """
+    claims = _matcher(tuple(_names(identity) + _authors(identity)), first_person_only).claims(text)
+    return claims[0].term if claims else None
 
 
 def denies(text: str, lang: str) -> bool:
@@ -136,7 +102,7 @@ def check_answer(category: str, answer: str, identity: Identity, lang: str) -> C
     found = answer_language(answer, ignore=_names(identity) + _authors(identity))
     if found != lang:
         reasons.append(f"wrong_language:{found or 'unknown'}")
-    claim = competitor_claim(answer, identity)
+    claim = competitor_claim(answer, identity, first_person_only=category == "general")
     if claim:
         reasons.append(f"claims_competitor:{claim}")
     if category in NAME_REQUIRED and not _contains(answer, _names(identity)):

@@ -10,7 +10,7 @@ from typing import Any
 
 from thresher.schemas import QA, Dialogue, Document, Record, Scored, json_type_name
 from thresher.curate.errors import RecordError
-from thresher.curate.text.scripts import language
+from thresher.curate.text.scripts import zh_or_en
 from thresher.curate.io.formats.base import CannotRender, Mapped, as_dialogue, exchanges, items, need, no_tools, unsupported
 
 
@@ -94,7 +94,7 @@ def parse_classification(row: dict[str, Any], template: str | None = None) -> Ma
         raise RecordError("label", f"must be a string, a number or a boolean, got {json_type_name(label)}")
     if not isinstance(text, str):
         raise RecordError("text", f"must be a string, got {json_type_name(text)}")
-    chosen = template or ("zh" if language(text) == "zh" else "en")
+    chosen = template or zh_or_en(text)
     prompt = LABEL_TEMPLATES.get(chosen, chosen).replace("{text}", text)
     answer = label if isinstance(label, str) else json.dumps(label)  # true/false, 1, 0.5 as JSON spells them
     messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}]
@@ -130,7 +130,7 @@ def parse_facts(row: dict[str, Any]) -> list[Mapped]:
     for index, fact in enumerate(facts):
         where = f"facts[{index}]"
         if isinstance(fact, str):
-            lang = "zh" if language(entity + fact) == "zh" else "en"
+            lang = zh_or_en(entity + fact)
             question, answer = FACT_QUESTIONS[lang].format(entity=entity), fact
         elif isinstance(fact, dict) and "question" in fact:
             question, answer = fact.get("question"), fact.get("answer")
@@ -141,7 +141,7 @@ def parse_facts(row: dict[str, Any]) -> list[Mapped]:
                 raise RecordError(where, "a fact object needs question/answer or attribute/value")
             if isinstance(answer, (int, float)) and not isinstance(answer, bool):
                 answer = str(answer)
-            lang = "zh" if language(entity + attribute) == "zh" else "en"
+            lang = zh_or_en(entity + attribute)
             question = ATTRIBUTE_QUESTIONS[lang].format(entity=entity, attribute=attribute)
         else:
             raise RecordError(where, f"must be a string or an object, got {json_type_name(fact)}")
