@@ -9,7 +9,7 @@ every string value of every record (keys are left alone), and:
   ``{{ NAME }}``, ``{NAME}``, ``<NAME>``, ``<<NAME>>``, ``[NAME]``, and the slot's
   synonyms (``{{model_name}}``, ``{{bot_name}}``, ``{{名字}}`` ... for name;
   ``{{company}}``, ``{{developer}}``, ``{{作者}}`` ... for author) unless set separately;
-* ``--set name_en=X`` (any slot with a ``_zh`` or ``_en`` suffix) fills that
+* ``--set name_en=X`` (any slot with a language suffix: ``_zh``, ``_en``, ``_ja`` ...) fills that
   slot in the records of that language only, so LLaMA-Factory's bilingual
   ``identity.json`` gets ``--set name=小州 --set name_en=Xiaozhou``: Chinese
   records say 小州, English ones Xiaozhou (a record's language is the script
@@ -40,7 +40,7 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
 LISTING_CAP = 20
 _SLOT = re.compile(r"\{\{[^{}]*\}\}|\{[A-Z_]+\}|<<?[A-Z_]+>>?|\[[A-Z_]+\]")
 #: Suffixes that make a ``--set`` key language-specific (``name_en``).
-LANGUAGE_SUFFIXES = ("zh", "en")
+LANGUAGE_SUFFIXES = ("zh", "en", "ja", "ko", "ru", "ar", "hi", "th", "el", "he")
 
 
 class PlaceholdersLeft(ThresherError):
@@ -121,10 +121,10 @@ class Rewriters:
         self.languages: Counter[str] = Counter()
 
     def for_record(self, record: Any) -> Callable[[str], tuple[str, Counter[str]]]:
-        from thresher.curate.text.scripts import language
+        from thresher.curate.text.scripts import script_language
 
         # Slots ({{name}}) are Latin letters in every language: judge the record by its own words.
-        lang = language(_SLOT.sub("", " ".join(strings_of(record)))) if self.per_language else ""
+        lang = script_language(_SLOT.sub("", " ".join(strings_of(record)))).lang if self.per_language else ""
         self.languages[lang] += 1
         if lang not in self.cache:
             self.cache[lang] = build_rewriter({**self.sets, **self.per_language.get(lang, {})}, self.replaces)
