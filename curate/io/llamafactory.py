@@ -287,7 +287,7 @@ def normalise(data: dict[str, Any], formatting: str, ranking: bool, columns: dic
         return data.get(name) if name else None
 
     if formatting == "alpaca":
-        row = _alpaca(column, ranking)
+        row = _alpaca(column, ranking, supervised=bool(columns.get("response") or columns.get("kto_tag")))
     else:
         row = _conversation(column, ranking, tags, openai=formatting == "openai")
     label = column("kto_tag")
@@ -296,8 +296,9 @@ def normalise(data: dict[str, Any], formatting: str, ranking: bool, columns: dic
     return row
 
 
-def _alpaca(column: Any, ranking: bool) -> dict[str, Any]:
-    if not (column("response") is not None or ranking or column("kto_tag") is not None):  # pretraining text
+def _alpaca(column: Any, ranking: bool, supervised: bool) -> dict[str, Any]:
+    """An alpaca row; an entry that maps no response (``columns: {prompt: text}``) holds pretraining text."""
+    if not (supervised or ranking):
         return {"text": "\n".join(part for part in (column("prompt"), column("query")) if part)}
     row: dict[str, Any] = {"instruction": column("prompt") or "", "input": column("query") or ""}
     if ranking:
