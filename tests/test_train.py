@@ -442,7 +442,9 @@ def test_model_without_template_trains_with_chatml_fallback_and_merges(corpus, s
 def test_qlora_on_cpu_stops_before_loading(tmp_path, sft_file, capsys):
     from thresher.cli.main import main
 
-    code = main(["train", "sft", "--model", str(tmp_path / "no-such-model"), "--data", str(sft_file),
+    empty = tmp_path / "empty-model-folder"  # a folder (the path check passes) holding nothing to load
+    empty.mkdir()
+    code = main(["train", "sft", "--model", str(empty), "--data", str(sft_file),
                  "-o", str(tmp_path / "out"), "--method", "qlora"])
     assert code == 2
     assert "qlora needs a CUDA GPU" in capsys.readouterr().err
