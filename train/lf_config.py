@@ -83,7 +83,8 @@ STAGES = {"sft": "sft", "rm": "rm", "dpo": "dpo"}
 
 def is_llamafactory(data: dict[str, Any]) -> bool:
     """Whether a config speaks LLaMA-Factory (any of its keys that thresher spells differently)."""
-    return any(key in data for key in (*RENAMED, *NO_EFFECT, *REFUSED, *SPECIAL) if key not in ("max_steps",))
+    shared = ("max_steps", "lora_target")  # spelled alike in thresher's own YAML
+    return any(key in data for key in (*RENAMED, *NO_EFFECT, *REFUSED, *SPECIAL) if key not in shared)
 
 
 def translate(data: dict[str, Any], command: str, fields: set[str], source: str) -> dict[str, Any]:
