@@ -60,7 +60,7 @@ def thresher(src: Path, out: Path) -> None:
 
     args = SimpleNamespace(paths=[str(src)], output=str(out), to="messages", rejects=None, fmt=None, system=None,
                            min_margin=0.0, label_template=None, allow_placeholders=False, last_turn=False)
-    stage, _ = convert_paths(args, LocalEngine(1))
+    stage, _, _ = convert_paths(args, LocalEngine(1))
     assert stage.kept == stage.records_in, stage.stats()
 
 

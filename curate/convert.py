@@ -19,6 +19,10 @@ written (and a second kind refused) in input order by this process.
 from __future__ import annotations
 
 import argparse
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +30,7 @@ from thresher.schemas import QA, Dialogue, Preference, Record, Scored
 from thresher.curate.engines import Job
 from thresher.curate.engines import add_arguments as add_engine_arguments
 from thresher.curate.errors import RecordError, ThresherError
-from thresher.curate.io.formats import FORMATS, RENDERERS, CannotRender, to_records
+from thresher.curate.io.formats import FORMATS, RENDERERS, CannotRender, looks_like, to_records
 from thresher.curate.io.formats.base import as_dialogue
 from thresher.curate.io.llamafactory import STYLES, LlamaFactoryWriter
 from thresher.curate.io.readers import Row
@@ -98,11 +102,26 @@ class Converter:
         return expanded
 
 
+#: Renderer options and the targets that take them (flag -> keyword of the renderer).
+RENDER_OPTIONS = {"plain_text": ("prompt-completion",), "string_arguments": ("messages", "prompt-completion")}
+
+
+def render_options(args: argparse.Namespace) -> dict[str, bool]:
+    """The renderer keywords this run asked for; a flag the target has no use for is a usage error."""
+    options = {}
+    for name, targets in RENDER_OPTIONS.items():
+        if getattr(args, name, False):
+            if args.to not in targets:
+                raise ThresherError(f"--{name.replace('_', '-')} applies to --to {' or '.join(targets)}")
+            options[name] = True
+    return options
+
+
 class Renderer:
     """Records as rows of the target format, refusing (``CannotRender``) what the output cannot hold."""
 
-    def __init__(self, target: str, csv: bool = False) -> None:
-        self.render, self.csv = RENDERERS[target], csv
+    def __init__(self, target: str, csv: bool = False, options: dict[str, bool] | None = None) -> None:
+        self.render, self.csv = partial(RENDERERS[target], **(options or {})), csv
 
     def row(self, record: Record) -> dict[str, Any]:
         row = self.render(record)
@@ -140,11 +159,32 @@ class Counted:
 Parsed = list[Record] | RecordError
 
 
-def convert_row(row: Row, parsed: Parsed, stage: Stage | PieceStage, output: Kept | Counted, last: bool) -> None:
+@dataclass
+class FileTally:
+    """One input's rows, what was kept of them and why the rest went: for the empty and all-rejected rules."""
+
+    rows: int = 0
+    kept: int = 0
+    sample: dict[str, Any] | None = None
+    reasons: Counter[str] = field(default_factory=Counter)
+
+    def add(self, other: FileTally) -> None:
+        """A later piece of the same input."""
+        self.rows += other.rows
+        self.kept += other.kept
+        self.sample = self.sample or other.sample
+        self.reasons.update(other.reasons)
+
+
+def convert_row(row: Row, parsed: Parsed, stage: Stage | PieceStage, output: Kept | Counted, last: bool,
+                tally: FileTally) -> None:
     """Every record of one row into ``output`` (which counts it kept) or into ``stage``'s rejects."""
+    tally.rows += 1
+    tally.sample = tally.sample or row.data
     if isinstance(parsed, RecordError):
         stage.seen()
         stage.remove(row, reason_of(parsed), field=parsed.field, error=parsed.reason)
+        tally.reasons[reason_of(parsed)] += 1
         return
     stage.seen(len(parsed))
     for part, record in enumerate(parsed):
@@ -153,6 +193,23 @@ def convert_row(row: Row, parsed: Parsed, stage: Stage | PieceStage, output: Kep
             write_one(output, record, last)
         except CannotRender as exc:
             stage.remove(row, exc.reason, **detail)
+            tally.reasons[exc.reason] += 1
+            continue
+        tally.kept += 1
+
+
+def check_inputs(tallies: dict[str, FileTally], forced: str | None) -> bool:
+    """Warn about empty inputs; report every input whose records were all rejected. True when one was."""
+    failed = False
+    for path, tally in tallies.items():
+        if tally.rows == 0:
+            print(f"warning: {path}: no records", file=sys.stderr)
+        elif tally.kept == 0:
+            reason, count = tally.reasons.most_common(1)[0]
+            print(f"error: every record of {path} was rejected ({reason}: {count}); {looks_like(tally.sample, forced)}",
+                  file=sys.stderr)
+            failed = True
+    return failed
 
 
 class ConvertJob(Job):
@@ -176,20 +233,25 @@ class ConvertJob(Job):
     def __call__(self, piece: Piece) -> Any:
         if self.parse_only:
             return [(row, self.parse(row)) for row in read_piece(piece)]
+        tally = FileTally()
         with PieceStage("convert", piece, self.parts) as out:
-            kept = Kept(Renderer(self.args.to, self.csv), out)
+            kept = Kept(Renderer(self.args.to, self.csv, render_options(self.args)), out)
             for row in read_piece(piece):
-                convert_row(row, self.parse(row), out, kept, self.args.last_turn)
+                convert_row(row, self.parse(row), out, kept, self.args.last_turn, tally)
+        out.result.note = tally
         return out.result
 
 
-def convert_paths(args: argparse.Namespace, engine: Engine) -> tuple[Stage, Path]:
-    """Convert ``args.paths`` into ``args.output`` on ``engine``; returns the finished Stage and the rejects path."""
+def convert_paths(args: argparse.Namespace, engine: Engine) -> tuple[Stage, Path, dict[str, FileTally]]:
+    """Convert ``args.paths`` into ``args.output`` on ``engine``; returns the finished Stage, the rejects path
+    and each input's tally."""
     from thresher.curate.io.parts import Parts, is_folder_output
     from thresher.curate.io.shards import expand_inputs, plan
     from thresher.curate.stage import run_pieces
 
+    render_options(args)  # a flag the target has no use for is refused before any work
     pieces = plan(expand_inputs(args.paths))
+    tallies = {piece.path: FileTally() for piece in pieces}
     out = Path(args.output)
     if args.to == "llamafactory":
         if out.exists() and not out.is_dir():
@@ -198,17 +260,23 @@ def convert_paths(args: argparse.Namespace, engine: Engine) -> tuple[Stage, Path
         output = LlamaFactoryWriter(out, args.name, args.style)
         with Stage("convert", rejects, default_sidecar(out, "stats")) as stage, output:
             counted = Counted(output, stage)
-            for parsed_rows in engine.map(ConvertJob(args, parse_only=True), pieces):
+            for piece, parsed_rows in zip(pieces, engine.map(ConvertJob(args, parse_only=True), pieces)):
                 for row, parsed in parsed_rows:
-                    convert_row(row, parsed, stage, counted, args.last_turn)
-        return stage, rejects
+                    convert_row(row, parsed, stage, counted, args.last_turn, tallies[piece.path])
+        return stage, rejects, tallies
+
+    def note(piece: Piece, tally: FileTally) -> None:
+        tallies[piece.path].add(tally)
+
     if is_folder_output(out):
-        stage = run_pieces("convert", engine, ConvertJob(args), pieces, str(out), args.rejects, removed_name="rejects")
-        return stage, Parts.of(out, args.rejects, None, "rejects").removed
+        stage = run_pieces("convert", engine, ConvertJob(args), pieces, str(out), args.rejects,
+                           removed_name="rejects", on_note=note)
+        return stage, Parts.of(out, args.rejects, None, "rejects").removed, tallies
     csv = RecordWriter(out).type == ".csv"  # also refuses an unknown suffix, before any work
     rejects = Path(args.rejects) if args.rejects else default_sidecar(out, "rejects")
-    stage = run_pieces("convert", engine, ConvertJob(args, csv), pieces, str(out), str(rejects), removed_name="rejects")
-    return stage, rejects
+    stage = run_pieces("convert", engine, ConvertJob(args, csv), pieces, str(out), str(rejects),
+                       removed_name="rejects", on_note=note)
+    return stage, rejects, tallies
 
 
 def write_one(output: Kept | Counted, record: Record, keep_last_turn: bool) -> None:
@@ -253,6 +321,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--style", choices=STYLES, default="sharegpt",
                         help="llamafactory: the data file's formatting (default sharegpt, which holds tools too)")
     parser.add_argument("--name", help="llamafactory: dataset name in dataset_info.json (default: OUT's folder name)")
+    parser.add_argument("--plain-text", action="store_true",
+                        help="prompt-completion: write plain strings (TRL's standard form) instead of message lists; "
+                             "records with several turns, a system prompt or tools are rejected")
+    parser.add_argument("--string-arguments", action="store_true",
+                        help="messages/prompt-completion: write tool-call arguments as JSON text (OpenAI's fine-tuning "
+                             "upload format) instead of objects (what chat templates and TRL read)")
     add_engine_arguments(parser, "processes converting pieces of the input")
 
 
@@ -264,11 +338,12 @@ def run(args: argparse.Namespace) -> int:
 
     if args.label_template and args.label_template not in ("zh", "en") and "{text}" not in args.label_template:
         raise ThresherError("--label-template must be zh, en, or contain {text}")
-    stage, rejects = convert_paths(args, engine_from(args))
+    stage, rejects, tallies = convert_paths(args, engine_from(args))
     stats = stage.stats()
     reasons = ", ".join(f"{reason}: {n}" for reason, n in sorted(stats["removed"].items(), key=lambda kv: -kv[1]))
     line = f"convert: {stats['in']} records in, {stats['kept']} converted to {args.to}, {stats['removed_total']} rejected"
     Console(stderr=False).print(escape(line + (f" ({reasons})" if reasons else "")), highlight=False, soft_wrap=True)
     if stats["removed_total"]:
         Console().print(f"rejects: {escape(str(rejects))}", highlight=False, soft_wrap=True)
-    return 1 if args.strict and stats["removed_total"] else 0
+    all_rejected = check_inputs(tallies, args.fmt)
+    return 1 if all_rejected or (args.strict and stats["removed_total"]) else 0

@@ -186,6 +186,7 @@ class PieceResult:
     kept_rows: list[Any] | None = None
     removed_rows: list[dict[str, Any]] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    note: Any = None  # what the stage's driver combines itself, by piece (convert: the input's tally)
     peak_memory_mb: float = 0.0
 
 
@@ -260,6 +261,7 @@ def run_pieces(
     extra: dict[str, Any] | None = None,
     finish: Callable[[Stage], None] | None = None,
     removed_name: str = "removed",
+    on_note: Callable[[Piece, Any], None] | None = None,
 ) -> Stage:
     """Run a keep-or-drop ``job`` over ``pieces`` on ``engine`` into ``output``; returns the finished Stage.
 
@@ -268,7 +270,7 @@ def run_pieces(
     piece order, from what the workers held. Either way the stats are summed
     over pieces and ``in == kept + removed`` is checked per piece and in total.
     ``finish(stage)`` turns the summed extras into their final form before the
-    stats are written.
+    stats are written; ``on_note(piece, note)`` receives each piece's own note.
     """
     from contextlib import nullcontext
 
@@ -285,8 +287,10 @@ def run_pieces(
     job.parts = parts
     with stage, writer as opened:
         stage.extra.update(extra or {})
-        for result in engine.map(job, pieces):
+        for piece, result in zip(pieces, engine.map(job, pieces)):
             stage.absorb(result, opened)
+            if on_note is not None:
+                on_note(piece, result.note)
         stage.extra.update(engine=engine.name, workers=engine.workers)
         if parts is not None:
             parts.remove_stale(len(pieces))

@@ -159,7 +159,7 @@ def test_stats_and_convert_on_workers_equal_one_process(tmp_path, small_pieces):
         args = SimpleNamespace(paths=[str(f) for f in files], output=str(out), to="messages", rejects=None,
                                fmt=None, system=None, min_margin=0.0, label_template=None,
                                allow_placeholders=False, last_turn=False)
-        stage, rejects = convert_paths(args, LocalEngine(workers))
+        stage, rejects, _ = convert_paths(args, LocalEngine(workers))
         outputs.append((out.read_bytes(), rejects.read_bytes(), decided(stage.stats())))
     assert outputs[0] == outputs[1]
     rejected = {(r["file"], r["line"]) for r in map(json.loads, outputs[0][1].decode().splitlines())}

@@ -98,7 +98,7 @@ def test_validate_stats_and_convert_on_ray_equal_local(tmp_path, ray_engine, sma
         out = tmp_path / f"{engine.name}.messages.jsonl"
         args = SimpleNamespace(paths=inputs, output=str(out), to="messages", rejects=None, fmt=None, system=None,
                                min_margin=0.0, label_template=None, allow_placeholders=False, last_turn=False)
-        stage, rejects = convert_paths(args, engine)
+        stage, rejects, _ = convert_paths(args, engine)
         results.append((out.read_bytes(), rejects.read_bytes(), decided(stage.stats())))
     assert results[0] == results[1] and results[0][2]["kept"] > 250
 
