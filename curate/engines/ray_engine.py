@@ -1,14 +1,15 @@
 """The Ray engine: the same jobs on a Ray cluster (or a Ray runtime on this machine).
 
-Record stages (validate, convert, filter, stats, dedup's passes) are a Ray
-Data pipeline over pieces: ``from_items(pieces).map_batches(actor,
-concurrency=N)``. Each actor of the pool sets the job up once (compiled
-rules, a fastText, perplexity or reward model loaded once per worker, not
-once per piece) and turns one piece at a time into its result; results come
-back in piece order (``preserve_order``). Pieces, not records, are the rows:
-a worker reads its own byte range or row group, so every record keeps its
-file and line and no record crosses the network unless it is written by the
-driver.
+Record stages (validate, convert, filter, stats) are a Ray Data pipeline
+over pieces: ``from_items(pieces).map_batches(...)``, one piece per batch,
+results in piece order (``preserve_order``). A job that loads a model
+(fastText quality or language id, perplexity, reward, a tokenizer) runs on
+an actor pool of ``--workers`` actors (``ActorPoolStrategy``): each loads the
+model once and keeps it. Other jobs run as plain tasks, set up once per
+worker process (Ray reuses them) without the seconds an actor pool takes to
+start. Pieces, not records, are the rows: a worker reads its own byte range
+or row group, so every record keeps its file and line, and no record crosses
+the network unless the driver writes it.
 
 Dedup's decision is a graph of Ray tasks over numpy partitions (``submit``,
 ``get``): see ``thresher.curate.dedup.distributed``. A task that fails or
@@ -121,7 +122,7 @@ def _task(batch: dict[str, Any], job: bytes) -> dict[str, list[bytes]]:
 
 
 class RayEngine(Engine):
-    """A Ray cluster: an actor pool for record stages, tasks for dedup's partitioned decision."""
+    """A Ray cluster: Ray Data over pieces for record stages, a task graph for dedup's partitioned decision."""
 
     name = "ray"
 
