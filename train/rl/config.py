@@ -11,7 +11,7 @@ over the prompts.
 from __future__ import annotations
 
 import argparse
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -70,6 +70,15 @@ class RLConfig(TrainConfig):
         """Every reward, in the order ``reward_weights`` follows."""
         return list(self.reward)
 
+    def resolve_models(self) -> RLConfig:
+        """The policy and every reward model, checked before anything is loaded."""
+        from thresher.train.model_path import resolve_model
+
+        super().resolve_models()
+        self.reward = [RM_PREFIX + resolve_model(spec[len(RM_PREFIX):]) if spec.startswith(RM_PREFIX) else spec
+                       for spec in self.reward]
+        return self
+
     def weights(self) -> list[float]:
         return list(self.reward_weights) if self.reward_weights is not None else [1.0] * len(self.reward_specs())
 
@@ -77,6 +86,7 @@ class RLConfig(TrainConfig):
 class PPOConfig(RLConfig):
     """PPO: a value head, GAE, clipped policy and value losses, the KL penalty in the reward."""
 
+    command: ClassVar[str] = "ppo"
     reward_model: str | None = Field(None, description="reward model folder (thresher train rm)")
     ppo_epochs: int = Field(4, gt=0, description="optimisation passes over each round")
     vf_coef: float = Field(0.1, ge=0, description="weight of the value loss")
@@ -88,10 +98,19 @@ class PPOConfig(RLConfig):
     def reward_specs(self) -> list[str]:
         return ([f"{RM_PREFIX}{self.reward_model}"] if self.reward_model else []) + list(self.reward)
 
+    def resolve_models(self) -> PPOConfig:
+        from thresher.train.model_path import resolve_model
+
+        super().resolve_models()
+        if self.reward_model:
+            self.reward_model = resolve_model(self.reward_model)
+        return self
+
 
 class GRPOConfig(RLConfig):
     """GRPO: G replies per prompt, advantages relative to the group, no value head."""
 
+    command: ClassVar[str] = "grpo"
     num_generations: int = Field(4, ge=2, description="replies per prompt (the group)")
     kl_coef: float = Field(0.04, ge=0, description="weight of the KL to the reference (beta)")
     scale_rewards: Literal["group", "none"] = Field("group", description="divide advantages by the group's std")
