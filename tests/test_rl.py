@@ -241,3 +241,22 @@ def test_policy_and_reference_for_an_adapter_and_a_full_model(tiny, tmp_path):
 
     policy, reference, _ = full_policy(tiny)
     assert reference is not policy and not any(p.requires_grad for p in reference.parameters())
+
+
+def test_llamafactory_ppo_yaml_is_read_by_train_ppo(tmp_path):
+    """A LLaMA-Factory ``stage: ppo`` YAML: its reward model, PPO epochs and whitening are translated."""
+    from test_llamafactory_user import lf_config
+
+    from thresher.curate.errors import ThresherError
+    from thresher.train.rl.config import GRPOConfig, PPOConfig
+
+    (tmp_path / "rm").mkdir()
+    config = lf_config(tmp_path, PPOConfig, "ppo", reward_model=tmp_path / "rm", ppo_epochs=2,
+                       ppo_whiten_rewards="false", max_new_tokens=64)
+    assert (config.reward_model, config.ppo_epochs, config.whiten_rewards, config.max_new_tokens) == (
+        str(tmp_path / "rm"), 2, False, 64)
+    assert config.reward_specs() == [f"rm:{tmp_path / 'rm'}"] and config.data == [f"{tmp_path / 'data'}:qa,chat"]
+    with pytest.raises(ThresherError, match="'ppo' is trained by thresher train ppo, not train grpo"):
+        lf_config(tmp_path, GRPOConfig, "grpo", stage="ppo", reward_model=tmp_path / "rm")
+    with pytest.raises(ThresherError, match="nowhere: no such model folder"):
+        lf_config(tmp_path, PPOConfig, "ppo", reward_model=tmp_path / "nowhere")
