@@ -17,6 +17,7 @@ from typing import Any
 from thresher.curate.errors import ThresherError
 from thresher.train.checkpoint import LoopState
 from thresher.train.loop import Artifacts, Rollouts, start_run, train
+from thresher.train.metrics import print_run_summary
 from thresher.train.rl.config import GRPOConfig, PPOConfig, RLConfig
 
 
@@ -90,6 +91,6 @@ def run_rl(config: PPOConfig | GRPOConfig, console: Any = None) -> LoopState:
                   Rollouts(collector, collector.batches_per_round, config.ppo_epochs, collector.rounds_per_epoch),
                   (), accelerator, Artifacts(save_extras))
     if accelerator.is_main_process:
-        kind = "model" if config.method == "full" else "adapter"
-        console.print(f"saved {kind} to {out}" + (" (and value_head.safetensors)" if algorithm.value_head else ""))
+        saved = "model" if config.method == "full" else "adapter"
+        print_run_summary(console, state.log, out, saved + (" and value head" if algorithm.value_head else ""))
     return state
