@@ -42,17 +42,22 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # The config (and every model path in it) is checked before torch is imported: a typo costs no time.
+    from thresher.train.config import DPOConfig, RMConfig, TrainConfig
+
     if args.train_command == "sft":
-        from thresher.train.config import TrainConfig
+        config = resolve(TrainConfig, args)
         from thresher.train.sft import run_sft
 
-        run_sft(resolve(TrainConfig, args))
+        run_sft(config)
     elif args.train_command == "rm":
-        from thresher.train.rm import RMConfig, run_rm
+        rm_config = resolve(RMConfig, args)
+        from thresher.train.rm import run_rm
 
-        run_rm(resolve(RMConfig, args))
+        run_rm(rm_config)
     elif args.train_command == "dpo":
-        from thresher.train.dpo import DPOConfig, run_dpo
+        dpo_config = resolve(DPOConfig, args)
+        from thresher.train.dpo import run_dpo
 
-        run_dpo(resolve(DPOConfig, args))
+        run_dpo(dpo_config)
     return 0
