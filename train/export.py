@@ -11,7 +11,6 @@ all (written beside it, then renamed).
 from __future__ import annotations
 
 import argparse
-import shutil
 from pathlib import Path
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -31,28 +30,23 @@ def merge(adapter: str | Path, output: str | Path, base: str | None = None, dtyp
     import torch
 
     from thresher.curate.errors import ThresherError
+    from thresher.curate.io.writers import atomic_folder, require_new_folder
     from thresher.train.inference import is_adapter, load_trained, stop_ids
     from thresher.train.model_path import resolve_model
 
     adapter = resolve_model(adapter)
     if not is_adapter(adapter):
         raise ThresherError(f"{adapter}: not a LoRA adapter folder (no adapter_config.json)")
-    target = Path(output)
-    if target.exists() and any(target.iterdir()):
-        raise ThresherError(f"{target} exists and is not empty; choose a new -o")
+    target = require_new_folder(output)
     model, tokenizer = load_trained(adapter, base=base)
     saved_dtype = model.get_base_model().config.dtype if dtype == "auto" else getattr(torch, dtype)
     eos = stop_ids(model, tokenizer)
     merged = model.merge_and_unload()
     merged.generation_config.eos_token_id = eos if len(eos) > 1 else eos[0]
     merged.to(saved_dtype or torch.float32)
-    partial = target.with_name(target.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    merged.save_pretrained(partial, safe_serialization=True)
-    tokenizer.save_pretrained(partial)
-    if target.exists():
-        target.rmdir()
-    partial.rename(target)
+    with atomic_folder(target) as staging:
+        merged.save_pretrained(staging, safe_serialization=True)
+        tokenizer.save_pretrained(staging)
     return target
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -162,6 +164,21 @@ class LogProgress:
             line += f" {task['fields']['stats']}"
         rate = (done - task["start_completed"]) / max(now - task["start"], 1e-9)
         if total and rate > 0 and done < total:
-            line += f" (eta {(total - done) / rate:.0f}s)"
+            line += f" ({rate:.2f}/s, eta {(total - done) / rate:.0f}s)"
+        elif rate > 0:
+            line += f" ({rate:.2f}/s, {now - task['start']:.0f}s)"
         self.console.print(line, highlight=False, soft_wrap=True, markup=False)
         task["last"], task["printed"] = now, done
+
+
+@contextmanager
+def counting(description: str, total: int, console: Any = None) -> Iterator[Callable[[int], None]]:
+    """An ``advance(n)`` callable over ``total`` items: a transient rich bar on a terminal, ``LogProgress``
+    lines (done/total, rate, eta every few seconds) when the output is piped to a log or CI."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    console = console or Console()
+    with (Progress(console=console, transient=True) if console.is_terminal else LogProgress(console)) as progress:
+        task = progress.add_task(description, total=total)
+        yield lambda count=1: progress.advance(task, count)

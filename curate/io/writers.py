@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,6 +38,37 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[An
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def require_new_folder(path: str | os.PathLike[str]) -> Path:
+    """``path`` if it is absent or an empty folder; call before slow work so a bad ``-o`` fails fast."""
+    target = Path(path)
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise ThresherError(f"{target} exists and is not empty; choose a new output folder")
+    return target
+
+
+@contextmanager
+def atomic_folder(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """A folder beside ``path`` that becomes ``path`` only if the block succeeds.
+
+    For outputs made of several files (a model folder): a crash leaves
+    ``.NAME.partial`` (removed on the next try), never a half-written ``NAME``
+    that a later load would trust. ``path`` must be absent or an empty folder,
+    so an output never overwrites anything.
+    """
+    target = require_new_folder(path)
+    staging = target.with_name(f".{target.name}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        yield staging
+        if target.exists():
+            target.rmdir()
+        os.replace(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
         raise
 
 
