@@ -6,12 +6,13 @@ prompts (a seeded shuffle per pass over the prompts), repeats each
 micro-batches of ``--batch-size``; process ``i`` of ``n`` samples
 micro-batches ``i, i+n, ...``. Per micro-batch:
 
-1. ``sample``: one batched ``generate`` over the left-padded prompts with the
-   KV cache, plain sampling at ``--temperature`` (no top-k/top-p, so the
-   sampling distribution is the one the log-probabilities are taken from),
-   stopped per row at the first end-of-turn/EOS token or ``--max-new-tokens``.
-   Each micro-batch is sampled under its own seed (seed, round, position), so
-   two processes sample exactly what one process samples.
+1. ``sample``: one batched ``generate`` over the prompts, left-padded as every
+   eval pads them (``generate.left_padded``), with the KV cache, plain sampling
+   at ``--temperature`` (no top-k/top-p, so the sampling distribution is the
+   one the log-probabilities are taken from), stopped per row at the first
+   end-of-turn/EOS token or ``--max-new-tokens``. Each micro-batch is sampled
+   under its own seed (seed, round, position), so two processes sample exactly
+   what one process samples; the replies come back as tensors ready for the update.
 2. rewards on the decoded replies (the stop token is not part of the text);
 3. one forward of the policy (eval mode: no dropout) for the log-probs the
    update's ratio starts from (and PPO's values), and one of the reference.
@@ -33,6 +34,7 @@ from typing import Any, Protocol
 
 import torch
 
+from thresher.train.generate import left_padded
 from thresher.train.reference import reference_mode
 from thresher.train.rl.policy import RLModel, lm_logits
 from thresher.train.rl.prompts import Prompt
@@ -50,17 +52,6 @@ class Algorithm(Protocol):
         ...
 
 
-def left_pad(rows: Sequence[list[int]], pad_id: int, device: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    """(input_ids, attention_mask) with every row right-aligned: generation continues all rows at once."""
-    width = max(len(row) for row in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for r, row in enumerate(rows):
-        ids[r, width - len(row):] = torch.tensor(row, dtype=torch.long)
-        mask[r, width - len(row):] = 1
-    return ids.to(device), mask.to(device)
-
-
 @torch.no_grad()
 def sample(policy: Any, prompts: Sequence[list[int]], stops: list[int], pad_id: int, max_new_tokens: int,
            temperature: float, seed: int) -> dict[str, torch.Tensor]:
@@ -68,7 +59,7 @@ def sample(policy: Any, prompts: Sequence[list[int]], stops: list[int], pad_id: 
     from transformers import GenerationConfig
 
     device = policy.get_input_embeddings().weight.device
-    ids, mask = left_pad(prompts, pad_id, device)
+    ids, mask = (tensor.to(device) for tensor in left_padded(prompts, pad_id))
     settings = GenerationConfig(do_sample=True, temperature=temperature, top_k=0, top_p=1.0, use_cache=True,
                                 max_new_tokens=max_new_tokens, eos_token_id=stops, pad_token_id=pad_id)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
