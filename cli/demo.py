@@ -59,8 +59,10 @@ def run(args: argparse.Namespace) -> int:
     with as_file(files("thresher.examples")) as examples:
         recipe_path = Path(examples) / "self_cognition.yaml"
         if args.model:
+            from thresher.train.model_path import resolve_model
+
             kind = "yours"
-            overrides["model"] = str(Path(args.model).resolve())
+            overrides["model"] = resolve_model(args.model)
         elif shipped_gguf() is not None and not args.tiny:
             kind = "smollm2"
             overrides.update({"model": str(real_model(out, console)), **REAL,
@@ -177,6 +179,8 @@ def print_headline(console: Any, report: dict[str, Any], kind: str) -> None:
 
 def closing(console: Any, out: Path, variables: dict[str, Any], kind: str) -> None:
     """Where everything went, and what the figures do (and do not) show."""
+    from thresher.cli.recipe_check import shipped_recipes
+
     model = Path(str(variables["model"]))
     lines = [
         "",
@@ -206,7 +210,8 @@ def closing(console: Any, out: Path, variables: dict[str, Any], kind: str) -> No
         "",
         "[bold]The same recipe with your model and an API:[/bold]",
         "  thresher demo --model /path/to/Qwen2.5-0.5B-Instruct --base-url http://localhost:8000/v1 --api-model Qwen2.5-7B-Instruct",
-        "  thresher run <examples>/self_cognition.yaml --set model=/path/to/model   (see `thresher run --help`)",
+        "  thresher run self_cognition --set model=/path/to/model   (the shipped recipe, by name)",
+        f"  recipe file: {shipped_recipes()['self_cognition']}   (copy it to change stages; thresher run --list)",
     ]
     for line in lines:
         console.print(line)

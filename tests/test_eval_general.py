@@ -88,8 +88,8 @@ def test_eval_general_reports_nll_and_drift_and_caches_base_answers(tiny, tmp_pa
     args = ["eval", "general", "--model", str(adapter), "--items", str(items), "--cache", str(cache),
             "--report", str(report), "--max-new-tokens", "12"]
     assert main(args) == 0
-    err = capsys.readouterr().err
-    assert "base answers" in err and "6/6 answers" in err  # the progress line shows in piped output
+    out = capsys.readouterr().out
+    assert "base answers" in out and "6/6" in out  # the progress line shows in piped output
     figures = json.loads(report.read_text())
     assert figures["items"] == 6 and figures["base"] == str(base)
     nll = figures["reference_nll"]
@@ -103,7 +103,7 @@ def test_eval_general_reports_nll_and_drift_and_caches_base_answers(tiny, tmp_pa
     assert len(lines) == 6
 
     assert main(args) == 0  # again: the base answers come from the cache
-    assert "base answers" not in capsys.readouterr().err
+    assert "base answers" not in capsys.readouterr().out
     assert cached.read_text().splitlines() == lines
     assert json.loads(report.read_text())["drift"] == drift
 
@@ -176,7 +176,7 @@ def test_served_model_is_scored_by_the_same_rules(tiny, tmp_path, capsys):
     assert {"identity_pass_rate_en", "identity_pass_rate_zh", "general_nll", "drift_nll"} <= figures.keys()
     assert figures["general_nll"]["model"] == pytest.approx(report["general"]["reference_nll"]["model"])
     out = capsys.readouterr()
-    assert "thresher eval general" in out.out and "asking model" in out.err
+    assert "thresher eval general" in out.out and "asking model: 120/120" in out.out
 
     with FakeOpenAI(lambda body: Reply("Paris.")) as bare:  # no Completions endpoint, as many servers
         assert main(["eval", "general", "--base-url", bare.url, "--model", "m", "--tokenizer", str(base),

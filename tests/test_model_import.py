@@ -139,9 +139,9 @@ def test_shipped_smollm2_imports_trains_and_stops_at_end_of_turn(smollm2, tmp_pa
     data.write_text("".join(json.dumps(row) + "\n" for row in rows))
     out = tmp_path / "lora"
     assert main(["train", "sft", "--model", str(smollm2), "--data", str(data), "-o", str(out), "--method", "lora",
-                 "--max-steps", "3", "--batch-size", "2", "--grad-accum", "1", "--lr", "1e-3", "--max-len", "128"]) == 0
+                 "--max-steps", "2", "--batch-size", "2", "--grad-accum", "1", "--lr", "1e-3", "--max-len", "128"]) == 0
     model, tokenizer = load_trained(smollm2, out)
     [answer] = generate_batch(model, tokenizer, [[{"role": "user", "content": "What is the capital of France?"}]],
-                              max_new_tokens=48)
+                              max_new_tokens=32)
     assert answer.stopped and "Paris" in answer.text
     assert answer.completion_ids[-1] == tokenizer.convert_tokens_to_ids("<|im_end|>")

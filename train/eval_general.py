@@ -78,7 +78,7 @@ def mean_nll(items: list[dict[str, str]], scores: list[tuple[float, int]]) -> di
 def base_answers(base: Any, items: list[dict[str, str]], max_new_tokens: int, cache_dir: Path) -> list[str]:
     """The base model's greedy answers, from the cache where it has them, generated (and cached) otherwise."""
     from thresher.curate.synth.client import ReplyCache
-    from thresher.train.metrics import ProgressLine
+    from thresher.train.metrics import counting
 
     fingerprint = base.fingerprint()
     cache = ReplyCache(cache_dir / f"{fingerprint}.jsonl")
@@ -89,9 +89,9 @@ def base_answers(base: Any, items: list[dict[str, str]], max_new_tokens: int, ca
     try:
         missing = [item["prompt"] for item in items if cache.get(key(item["prompt"])) is None]
         if missing:
-            progress = ProgressLine(f"base answers ({base.label})", len(missing))
-            for prompt, (answer, _) in zip(missing, base.answers(missing, max_new_tokens, progress)):
-                cache.add(key(prompt), answer, {})
+            with counting(f"base answers ({base.label})", len(missing)) as progress:
+                for prompt, (answer, _) in zip(missing, base.answers(missing, max_new_tokens, progress)):
+                    cache.add(key(prompt), answer, {})
         return [cache.get(key(item["prompt"])) or "" for item in items]
     finally:
         cache.close()
@@ -99,12 +99,13 @@ def base_answers(base: Any, items: list[dict[str, str]], max_new_tokens: int, ca
 
 def score(model: Any, items: list[dict[str, str]], answers: list[str] | None) -> dict[str, Any]:
     """Reference NLL and, given the base's answers, drift NLL for one model."""
-    from thresher.train.metrics import ProgressLine
+    from thresher.train.metrics import counting
 
     pairs = [(item["prompt"], item["reference"]) for item in items]
     if answers is not None:
         pairs += [(item["prompt"], answer) for item, answer in zip(items, answers)]
-    scores = model.nll(pairs, ProgressLine(f"scoring {model.label}", len(pairs), unit="texts"))
+    with counting(f"scoring {model.label}", len(pairs)) as progress:
+        scores = model.nll(pairs, progress)
     result = {"reference": mean_nll(items, scores[:len(items)])}
     if answers is not None:
         result["drift"] = mean_nll(items, scores[len(items):])

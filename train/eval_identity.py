@@ -174,17 +174,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--model", required=True, help="model folder or adapter folder (with --base-url: the served name)")
     parser.add_argument("--adapter", help="a LoRA adapter folder to apply to --model")
-    parser.add_argument("--name", required=True, help="the name the model should give (Chinese, or its only name)")
-    parser.add_argument("--author", required=True, help="who made it, as the model should say")
-    parser.add_argument("--name-en", help="English name, if different")
-    parser.add_argument("--author-en", help="English author, if different")
+    parser.add_argument("--name", required=True, help="the name the model should give (e.g. 小州)")
+    parser.add_argument("--author", required=True, help="who the model should say made it (e.g. 神州数码)")
+    parser.add_argument("--name-en", help="the English name, if it has one (English answers may use either)")
+    parser.add_argument("--author-en", help="the English author name, if it has one (English answers may use either)")
     parser.add_argument("--questions", metavar="FILE", help="identity questions (default: the shipped held-out set)")
     parser.add_argument("--parrot-prompts", metavar="FILE",
                         help="ordinary prompts for the parrot rate (default: the shipped set)")
     parser.add_argument("--general", nargs="?", const="", metavar="FILE",
                         help="also report reference NLL and drift on a general set (default: the shipped held-out set)")
     parser.add_argument("--report", metavar="OUT.json", help="write the full report, every answer included")
-    parser.add_argument("--max-new-tokens", type=int, default=128, help="longest answer in tokens (default 128)")
+    parser.add_argument("--max-new-tokens", type=int, default=128,
+                        help="longest answer in tokens; answers cut here are counted as not stopping (default 128)")
     parser.add_argument("--batch-size", type=int, default=16, help="prompts per generate call (default 16)")
     parser.add_argument("--compare", metavar="BASE", help="also evaluate BASE and print before/after side by side")
     parser.add_argument("--samples", type=int, default=4, help="answers to print per kind (default 4)")
@@ -198,7 +199,7 @@ def run(args: argparse.Namespace) -> int:
 
     from thresher.curate.io.writers import write_json
     from thresher.train.eval_general import general_figures, load_items, models_from, print_figures
-    from thresher.train.metrics import ProgressLine
+    from thresher.train.metrics import counting
 
     identity = Identity(name=args.name, author=args.author, name_en=args.name_en, author_en=args.author_en)
     console = Console()
@@ -208,8 +209,8 @@ def run(args: argparse.Namespace) -> int:
     for label, subject in runs:
         if subject is not None:
             probes = load_probes(args.questions, args.parrot_prompts)
-            reports[label] = evaluate(subject, identity, probes, args.max_new_tokens,
-                                      ProgressLine(f"asking {label}", len(probes)))
+            with counting(f"asking {label}", len(probes), console) as progress:
+                reports[label] = evaluate(subject, identity, probes, args.max_new_tokens, progress)
             subject.release()  # one model in memory at a time
     report = {**reports["model"], **({"base": reports["base"]} if "base" in reports else {})}
     if args.general is not None:

@@ -1,4 +1,4 @@
-"""Batched generation: every eval, the chat one-shot mode and RL rollouts generate through here.
+"""Batched generation: every eval and the chat one-shot mode generate through here; RL rollouts pad the same way.
 
 One ``generate`` call per batch of conversations, left-padded so every row's
 prompt ends where its answer starts, with the KV cache on, stopping each row

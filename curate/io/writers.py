@@ -166,11 +166,7 @@ class RecordWriter:
     def write(self, record: dict[str, Any]) -> None:
         """Write one record (raises ``TabularError`` for a nested value in a CSV output)."""
         if self.type == ".csv":
-            if isinstance(record.get("meta"), dict):  # thresher's own scores and provenance: one JSON cell
-                record = {**record, "meta": json.dumps(record["meta"], ensure_ascii=False)}
-            nested = next((key for key, value in record.items() if isinstance(value, (dict, list))), None)
-            if nested is not None:
-                raise TabularError(f"csv holds single-turn data only; field {nested!r} is nested")
+            record = csv_row(record)
         if self.type in (".csv", ".parquet"):
             self._rows.append(record)
         else:
@@ -213,6 +209,20 @@ class RecordWriter:
 
 class TabularError(ValueError):
     """A record that a flat table (CSV) cannot hold without losing its structure."""
+
+
+def csv_row(record: dict[str, Any]) -> dict[str, Any]:
+    """``record`` as a CSV row (``meta`` as one JSON cell); ``TabularError`` for any other nested value.
+
+    Public so a worker can refuse what a CSV output cannot hold before the
+    record reaches the process that writes the file.
+    """
+    if isinstance(record.get("meta"), dict):  # thresher's own scores and provenance: one JSON cell
+        record = {**record, "meta": json.dumps(record["meta"], ensure_ascii=False)}
+    nested = next((key for key, value in record.items() if isinstance(value, (dict, list))), None)
+    if nested is not None:
+        raise TabularError(f"csv holds single-turn data only; field {nested!r} is nested")
+    return record
 
 
 class AppendJsonl:
