@@ -84,7 +84,8 @@ def test_demo_table_shows_the_identity_learned_and_general_ability_kept(demo):
                 "reference NLL", "drift", str(out / "merge" / "merged")):
         assert row in stdout, row
     figures = headline(json.loads((out / "eval" / "report.json").read_text(encoding="utf-8")))
-    assert figures["identity_pass_rate_en"]["base"] < 0.5 <= 0.85 <= figures["identity_pass_rate_en"]["model"]
+    assert figures["identity_pass_rate_en"]["base"] < 0.5
+    assert figures["identity_pass_rate_en"]["model"] >= 0.85
     assert figures["competitor_denied_rate_en"]["model"] >= 0.85
     assert figures["parrot_rate"]["model"] <= 0.1
     assert figures["general_nll_relative_change"]["model"] <= 0.05
