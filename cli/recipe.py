@@ -39,6 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from thresher.curate.errors import ThresherError
 from thresher.curate.io.writers import write_json
+from thresher.curate.io.claims import InputPath, OutputPath
 
 MANIFEST = "manifest.json"
 _VAR = re.compile(r"\$\{(\w+)\}")
@@ -340,8 +341,8 @@ def _add_counts(counts: dict[str, Any], stats: dict[str, Any]) -> None:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("recipe", metavar="RECIPE.yaml", help="the recipe to run")
-    parser.add_argument("--out", metavar="DIR", help="run folder (default: the recipe's run_dir, else ./thresher-run/<recipe name>)")
+    parser.add_argument("recipe", type=InputPath, metavar="RECIPE.yaml", help="the recipe to run")
+    parser.add_argument("--out", type=OutputPath, metavar="DIR", help="run folder (default: the recipe's run_dir, else ./thresher-run/<recipe name>)")
     parser.add_argument("--from", dest="start_from", metavar="STAGE", help="rerun from this stage on, even if unchanged")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="VAR=VALUE", help="override a recipe var")
 

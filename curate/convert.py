@@ -26,6 +26,7 @@ from thresher.curate.io.llamafactory import STYLES, LlamaFactoryWriter
 from thresher.curate.io.readers import Row, read_rows
 from thresher.curate.stage import Stage, default_sidecar
 from thresher.curate.io.writers import RecordWriter, TabularError
+from thresher.curate.io.claims import InputPath, OutputPath
 
 TARGETS: tuple[str, ...] = (*RENDERERS, "llamafactory")
 ALLOW = {"allow_placeholders": True}
@@ -158,15 +159,15 @@ def reason_of(exc: RecordError) -> str:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("paths", nargs="+", metavar="IN", help="record files or datasets folders")
-    parser.add_argument("-o", "--output", required=True, metavar="OUT",
+    parser.add_argument("paths", nargs="+", type=InputPath, metavar="IN", help="record files or datasets folders")
+    parser.add_argument("-o", "--output", required=True, type=OutputPath, metavar="OUT",
                         help="output file (.jsonl/.json/.parquet/.csv, .gz allowed) or, for llamafactory, a folder")
     parser.add_argument("--to", required=True, choices=TARGETS, help="target format")
     parser.add_argument("--from", dest="fmt", choices=FORMATS, help="force the source format instead of detecting it")
     parser.add_argument("--system", metavar="TEXT", help="set or override the system prompt of every output record")
     parser.add_argument("--last-turn", action="store_true",
                         help="keep only the final exchange of a record the target cannot hold whole")
-    parser.add_argument("--rejects", metavar="FILE", help="where rejected records go (default: beside OUT, .rejects.jsonl)")
+    parser.add_argument("--rejects", type=OutputPath, metavar="FILE", help="where rejected records go (default: beside OUT, .rejects.jsonl)")
     parser.add_argument("--strict", action="store_true", help="exit 1 if any record was rejected")
     parser.add_argument("--min-margin", type=float, default=0.0, metavar="X",
                         help="reward data: pair two responses only when their scores differ by more than X (default 0)")

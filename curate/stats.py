@@ -27,6 +27,7 @@ from thresher.curate.io.formats import to_records
 from thresher.curate.io.readers import read_rows
 from thresher.curate.text.fields import texts_of
 from thresher.curate.text.scripts import script_language
+from thresher.curate.io.claims import InputPath, OutputPath
 
 TOP_SYSTEMS = 5
 #: The language mix stats reports: every language but these two counts as ``other``.
@@ -126,8 +127,8 @@ def file_stats(path: str, tokens: TokenCounter | None = None) -> dict[str, Any]:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("paths", nargs="+", metavar="IN", help="record files or datasets folders")
-    parser.add_argument("--tokenizer", metavar="PATH", help="local tokenizer folder: also count tokens per field")
+    parser.add_argument("paths", nargs="+", type=InputPath, metavar="IN", help="record files or datasets folders")
+    parser.add_argument("--tokenizer", type=InputPath, metavar="PATH", help="local tokenizer folder: also count tokens per field")
     parser.add_argument("--json", action="store_true", help="print one JSON object per run instead of tables")
 
 

@@ -22,6 +22,7 @@ from thresher.schemas import QA, Dialogue, Record
 from thresher.curate.errors import InputError, RecordError
 from thresher.curate.io.formats import FORMATS, to_record
 from thresher.curate.io.readers import Row, Shard, file_type, jsonl_shards, read_jsonl_shard, read_rows
+from thresher.curate.io.claims import InputPath, OutputPath
 
 KIND_CHOICES = ("auto", "dialogue", "qa", "preference", "scored", "document")
 LISTING_CAP = 50
@@ -183,11 +184,11 @@ def _check_shard(source: str, kind: str, fmt: str | None, shard: Shard) -> tuple
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("paths", nargs="+", metavar="PATH", help="record files or datasets folders")
+    parser.add_argument("paths", nargs="+", type=InputPath, metavar="PATH", help="record files or datasets folders")
     parser.add_argument("--kind", choices=KIND_CHOICES, default="auto", help="record kind every record must be")
     parser.add_argument("--from", dest="fmt", choices=FORMATS, help="force the record format instead of detecting it")
-    parser.add_argument("--rejects", metavar="FILE", help="write every invalid record as read, with its error (JSONL)")
-    parser.add_argument("--report", metavar="FILE", help="write a JSON report of all errors")
+    parser.add_argument("--rejects", type=OutputPath, metavar="FILE", help="write every invalid record as read, with its error (JSONL)")
+    parser.add_argument("--report", type=OutputPath, metavar="FILE", help="write a JSON report of all errors")
     parser.add_argument(
         "--workers", type=int, default=default_workers(), metavar="N",
         help="processes for large JSONL files (default: usable cores, at most 8)",

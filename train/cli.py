@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 
+from thresher.curate.io.claims import claim
 from thresher.train.config import add_training_flags, resolve
 
 
@@ -43,16 +44,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.train_command == "sft":
-        from thresher.train.config import TrainConfig
-        from thresher.train.sft import run_sft
-
-        run_sft(resolve(TrainConfig, args))
+        from thresher.train.config import TrainConfig as config_class
+        from thresher.train.sft import run_sft as train
     elif args.train_command == "rm":
-        from thresher.train.rm import RMConfig, run_rm
-
-        run_rm(resolve(RMConfig, args))
-    elif args.train_command == "dpo":
-        from thresher.train.dpo import DPOConfig, run_dpo
-
-        run_dpo(resolve(DPOConfig, args))
+        from thresher.train.rm import RMConfig as config_class, run_rm as train
+    else:
+        from thresher.train.dpo import DPOConfig as config_class, run_dpo as train
+    config = resolve(config_class, args)
+    # Paths may come from the YAML config, so they are claimed here, once resolved, before anything is written.
+    inputs = [config.model, *config.data, *config.eval_data, getattr(args, "config", None),
+              config.chat_template, getattr(config, "ref_model", None)]
+    with claim(inputs, [config.output]):
+        train(config)
     return 0

@@ -26,6 +26,7 @@ from thresher.curate.errors import ThresherError
 from thresher.curate.text.identity import check_answer
 from thresher.curate.text.scripts import zh_or_en
 from thresher.schemas import Identity
+from thresher.curate.io.claims import InputPath, OutputPath
 
 
 @dataclass
@@ -133,17 +134,17 @@ def evaluate(model: str, adapter: str | None, identity: Identity, probes: list[P
 def configure(parser: argparse.ArgumentParser) -> None:
     kinds = parser.add_subparsers(dest="evaluation", metavar="EVALUATION", required=True)
     probe = kinds.add_parser("identity", help="identity pass rate and parrot rate on held-out prompts")
-    probe.add_argument("--model", required=True, help="model folder (or an adapter folder, whose base is read from it)")
-    probe.add_argument("--adapter", help="a LoRA adapter folder to apply to --model")
+    probe.add_argument("--model", required=True, type=InputPath, help="model folder (or an adapter folder, whose base is read from it)")
+    probe.add_argument("--adapter", type=InputPath, help="a LoRA adapter folder to apply to --model")
     probe.add_argument("--name", required=True)
     probe.add_argument("--author", required=True)
     probe.add_argument("--name-en")
     probe.add_argument("--author-en")
-    probe.add_argument("--questions", metavar="FILE", help="identity questions (default: the shipped held-out set)")
-    probe.add_argument("--general", metavar="FILE", help="general prompts (default: the shipped set)")
-    probe.add_argument("--report", metavar="OUT.json", help="write the full report, every answer included")
+    probe.add_argument("--questions", type=InputPath, metavar="FILE", help="identity questions (default: the shipped held-out set)")
+    probe.add_argument("--general", type=InputPath, metavar="FILE", help="general prompts (default: the shipped set)")
+    probe.add_argument("--report", type=OutputPath, metavar="OUT.json", help="write the full report, every answer included")
     probe.add_argument("--max-new-tokens", type=int, default=128)
-    probe.add_argument("--compare", metavar="BASE", help="also evaluate BASE and print before/after side by side")
+    probe.add_argument("--compare", type=InputPath, metavar="BASE", help="also evaluate BASE and print before/after side by side")
     probe.add_argument("--samples", type=int, default=4, help="answers to print per kind (default 4)")
 
 

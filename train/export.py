@@ -11,6 +11,7 @@ all (written beside it, then renamed).
 from __future__ import annotations
 
 import argparse
+from thresher.curate.io.claims import InputPath, OutputPath
 import shutil
 from pathlib import Path
 
@@ -20,9 +21,9 @@ DTYPES = ("auto", "float32", "bfloat16", "float16")
 def configure(parser: argparse.ArgumentParser) -> None:
     commands = parser.add_subparsers(dest="export_command", metavar="SUBCOMMAND", required=True)
     merge = commands.add_parser("merge", help="merge a LoRA adapter into its base model")
-    merge.add_argument("--adapter", required=True, metavar="OUT", help="adapter folder written by thresher train")
-    merge.add_argument("-o", "--output", required=True, metavar="MERGED", help="folder for the merged model")
-    merge.add_argument("--base", help="base model (default: the one recorded in the adapter)")
+    merge.add_argument("--adapter", required=True, type=InputPath, metavar="OUT", help="adapter folder written by thresher train")
+    merge.add_argument("-o", "--output", required=True, type=OutputPath, metavar="MERGED", help="folder for the merged model")
+    merge.add_argument("--base", type=InputPath, help="base model (default: the one recorded in the adapter)")
     merge.add_argument("--dtype", choices=DTYPES, default="auto", help="saved dtype (default: the base's)")
 
 
@@ -31,6 +32,7 @@ def merge(adapter: str | Path, output: str | Path, base: str | None = None, dtyp
     import torch
 
     from thresher.curate.errors import ThresherError
+    from thresher.curate.io.writers import new_file_mode
     from thresher.train.inference import is_adapter, load_trained, stop_ids
 
     if not is_adapter(adapter):
@@ -47,6 +49,7 @@ def merge(adapter: str | Path, output: str | Path, base: str | None = None, dtyp
     partial = target.with_name(target.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     merged.save_pretrained(partial, safe_serialization=True)
+    new_file_mode(partial.glob("*.safetensors"))
     tokenizer.save_pretrained(partial)
     if target.exists():
         target.rmdir()

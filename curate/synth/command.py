@@ -22,6 +22,7 @@ from typing import Any
 
 from thresher.curate.errors import InputError, ThresherError
 from thresher.curate.stage import default_sidecar
+from thresher.curate.io.claims import InputPath, OutputPath
 
 KINDS = {
     "identity": "self-cognition (who am I) records in Chinese and English",
@@ -41,7 +42,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     identity.add_argument("--description", help="one-sentence description")
     identity.add_argument("--capability", action="append", default=[], help="something it can do (repeatable)")
     identity.add_argument("--limitation", action="append", default=[], help="something it cannot do (repeatable)")
-    identity.add_argument("--profile", metavar="FILE", help="Identity profile (JSON or YAML) instead of the flags above")
+    identity.add_argument("--profile", type=InputPath, metavar="FILE", help="Identity profile (JSON or YAML) instead of the flags above")
     identity.add_argument("-n", "--count", type=int, default=600, help="records in all, split evenly over --lang (default 600)")
     identity.add_argument("--lang", default="zh,en", help="comma-separated languages (default zh,en)")
     identity.add_argument("--offline", action="store_true", help="fill templates, no API (default when no API is configured)")
@@ -53,33 +54,33 @@ def configure(parser: argparse.ArgumentParser) -> None:
     _client_flags(identity, temperature=0.7)
 
     answers = kinds.add_parser("answers", help=KINDS["answers"], description=KINDS["answers"] + ".")
-    answers.add_argument("questions", metavar="QUESTIONS", help="text file (one question per line) or any record file")
+    answers.add_argument("questions", type=InputPath, metavar="QUESTIONS", help="text file (one question per line) or any record file")
     persona = answers.add_mutually_exclusive_group()
     persona.add_argument("--system", metavar="TEXT", help="system prompt to answer under")
-    persona.add_argument("--profile", metavar="FILE", help="Identity profile: answer in character (persona prompt per language)")
+    persona.add_argument("--profile", type=InputPath, metavar="FILE", help="Identity profile: answer in character (persona prompt per language)")
     answers.add_argument("--keep-system", action="store_true", help="keep the system prompt in the output records")
     _output_flags(answers)
     _client_flags(answers, temperature=0.7)
 
     paraphrase = kinds.add_parser("paraphrase", help=KINDS["paraphrase"], description=KINDS["paraphrase"] + ".")
-    paraphrase.add_argument("input", metavar="IN", help="record file (or text file, one instruction per line)")
+    paraphrase.add_argument("input", type=InputPath, metavar="IN", help="record file (or text file, one instruction per line)")
     paraphrase.add_argument("-k", type=int, default=3, help="rewrites per instruction (default 3)")
     _output_flags(paraphrase)
     _client_flags(paraphrase, temperature=0.9)
 
     preference = kinds.add_parser("preference", help=KINDS["preference"], description=KINDS["preference"] + ".")
-    preference.add_argument("input", metavar="IN", help="prompts: record file or text file")
+    preference.add_argument("input", type=InputPath, metavar="IN", help="prompts: record file or text file")
     preference.add_argument("--samples", type=int, default=2, help="responses per prompt (default 2)")
     preference.add_argument("--judge-model", help="model that scores the responses (default: --model)")
-    preference.add_argument("--pairs", metavar="FILE", help="derived Preference pairs (default OUT.pairs.jsonl)")
+    preference.add_argument("--pairs", type=OutputPath, metavar="FILE", help="derived Preference pairs (default OUT.pairs.jsonl)")
     preference.add_argument("--min-margin", type=float, default=0.0, help="minimum score gap for a pair (default 0)")
     _output_flags(preference)
     _client_flags(preference, temperature=1.0)
 
 
 def _output_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-o", "--output", required=True, metavar="OUT", help="output JSONL (appended to, resumable)")
-    parser.add_argument("--rejects", metavar="FILE", help="failed requests with reason and raw reply (default OUT.rejects.jsonl)")
+    parser.add_argument("-o", "--output", required=True, type=OutputPath, metavar="OUT", help="output JSONL (appended to, resumable)")
+    parser.add_argument("--rejects", type=OutputPath, metavar="FILE", help="failed requests with reason and raw reply (default OUT.rejects.jsonl)")
     parser.add_argument("--retry-rejects", action="store_true", help="on rerun, retry requests that failed before")
 
 
