@@ -30,7 +30,6 @@ from thresher.curate.io.claims import InputPath, OutputPath
 from thresher.curate.io.readers import Row, read_rows
 from thresher.curate.stage import Stage, default_sidecar, with_meta
 from thresher.curate.io.writers import RecordWriter
-from thresher.curate.io.claims import InputPath, OutputPath
 
 MIN_RATE, MAX_RATE = 0.01, 10.0
 

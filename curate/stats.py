@@ -27,7 +27,7 @@ from thresher.curate.io.formats import to_records
 from thresher.curate.io.readers import read_rows
 from thresher.curate.text.fields import texts_of
 from thresher.curate.text.scripts import script_language
-from thresher.curate.io.claims import InputPath, OutputPath
+from thresher.curate.io.claims import InputPath
 
 TOP_SYSTEMS = 5
 #: The language mix stats reports: every language but these two counts as ``other``.
