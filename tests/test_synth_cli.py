@@ -125,9 +125,9 @@ def test_identity_through_the_api_checks_every_answer(tmp_path, thresher):
     rejects = lines(tmp_path / "identity.rejects.jsonl")
     questions = lines(tmp_path / "identity.questions.jsonl")
     assert questions and all(q["paraphrase_of"] for q in questions)  # the LLM's paraphrases of bank questions
-    assert len(records) + len(rejects) == 80
-    langs = Counter(r["meta"]["lang"] for r in records) + Counter(x["record"]["lang"] for x in rejects)
-    assert langs == {"zh": 40, "en": 40}
+    assert len(records) == 80, "-n is a promise: failed answers are replaced by further questions"
+    assert Counter(r["meta"]["lang"] for r in records) == {"zh": 40, "en": 40}
+    rejects = [r for r in rejects if r["reason"] != "duplicate"]  # paraphrase jobs whose rewrites were all known
     for record in records:
         meta = record["meta"]
         assert check_answer(meta["category"], record["answer"], IDENTITY, meta["lang"]).passed
@@ -139,6 +139,10 @@ def test_identity_through_the_api_checks_every_answer(tmp_path, thresher):
         assert reject["reason"] == "identity_check"
         assert any(c.startswith("claims_competitor") for c in reject["detail"]["checks"])
         assert reject["detail"]["raw"] == "Yes, I am GPT-4, made by OpenAI."
+    # Each failing answer was asked again (--reasks 2) with the rule it broke, in the question's language.
+    followups = [b["messages"][-1]["content"] for b in server.requests if len(b["messages"]) > 2]
+    assert len(followups) == 2 * len(rejects)  # --reasks 2: two more requests per failed question
+    assert any("你不是GPT-4" in f for f in followups) and any("you are not GPT-4" in f for f in followups)
     stats = json.loads((tmp_path / "identity.stats.json").read_text())
     assert stats["client"]["structured_mode"] == "json_object"
     assert stats["client"]["requests_sent"] == sent
@@ -279,6 +283,10 @@ def test_answers_in_character_from_a_profile_and_record_input(tmp_path, thresher
 # --- paraphrase and preference ----------------------------------------------------------------
 
 
+WRAPPERS = {"zh": ("请你帮我完成这个任务，谢谢：", "今天我需要你做的事情是这样的："),
+            "en": ("Could you help me with this task, please? ", "Here is what I need you to do today: ")}
+
+
 def test_paraphrase_writes_distinct_rewrites_and_keeps_answers(tmp_path, thresher):
     data = tmp_path / "in.jsonl"
     data.write_text(
@@ -290,8 +298,8 @@ def test_paraphrase_writes_distinct_rewrites_and_keeps_answers(tmp_path, threshe
     def rewriter(body):
         text = last_user(body).strip().rsplit("\n", 1)[-1]
         # 1 echo, 1 repeat; the others differ enough to survive near-dedup
-        ask, need = f"Could you help me with this task, please? {text}", f"Here is what I need you to do today: {text}"
-        rewrites = [f"{text}!", ask, ask, need]
+        ask, need = WRAPPERS["zh" if "翻译" in text else "en"]
+        rewrites = [f"{text}!", ask + text, ask + text, need + text]
         return Reply(json.dumps({"paraphrases": rewrites}, ensure_ascii=False))
 
     out = tmp_path / "p.jsonl"
@@ -301,8 +309,8 @@ def test_paraphrase_writes_distinct_rewrites_and_keeps_answers(tmp_path, threshe
     records = lines(out)
     questions = [r["question"] for r in records]
     expected = []
-    for text in ("翻译成英文", "Summarize the text."):
-        expected += [text, f"Could you help me with this task, please? {text}", f"Here is what I need you to do today: {text}"]
+    for text, (ask, need) in (("翻译成英文", WRAPPERS["zh"]), ("Summarize the text.", WRAPPERS["en"])):
+        expected += [text, ask + text, need + text]
     assert sorted(questions) == sorted(expected)
     assert {r["answer"] for r in records if "翻译" in r["question"]} == {"Translate into English"}
     assert all(r["meta"]["template"] == "synth/paraphrase.md" for r in records)

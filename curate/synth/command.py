@@ -182,7 +182,8 @@ async def _with_client(config: Any, work: Any, cache_path: Path | None = None) -
 
 def _identity(args: argparse.Namespace, console: Any) -> int:
     from thresher.prompts.banks import LANGS
-    from thresher.curate.synth.identity import api_records, offline_records
+    from thresher.curate.synth.identity import offline_records
+    from thresher.curate.synth.identity_api import Shortfall, api_records
     from thresher.curate.synth.jobs import RunSummary, report
     from thresher.curate.io.writers import JsonlWriter, RecordWriter
 
@@ -194,6 +195,8 @@ def _identity(args: argparse.Namespace, console: Any) -> int:
     if args.count < 1:
         raise ThresherError("-n must be at least 1")
     output, rejects, stats = _paths(args)
+    if "en" in langs:
+        _say_english_names(identity, console)
     config = None if args.offline else client_config(args, required=False)
     if config is None:
         summary = RunSummary("identity (offline)", jobs=args.count)
@@ -208,9 +211,11 @@ def _identity(args: argparse.Namespace, console: Any) -> int:
         if shortfall:
             summary.failed["bank_exhausted"] = sum(shortfall.values())
         summary.extra["template_answers_rejected"] = len(rejected)
-        report([summary], None, stats, console)
-        for lang, missing in shortfall.items():
-            console.print(f"[yellow]warning:[/] the {lang} bank ran out: {missing} records fewer than asked")
+        report([summary], None, stats, console, output, rejects)
+        if shortfall:
+            short = ", ".join(f"{n} {lang}" for lang, n in shortfall.items())
+            raise Shortfall(f"asked for {args.count}, wrote {len(records)}: {short} short, the offline bank has no "
+                            "more distinct question-answer pairs (use an API for more)")
         return 0
 
     async def work(client: Any) -> Any:
@@ -220,9 +225,23 @@ def _identity(args: argparse.Namespace, console: Any) -> int:
             temperature=args.temperature, max_tokens=args.max_tokens, retry_rejects=args.retry_rejects, console=console,
         )
 
-    client, summaries = asyncio.run(_with_client(config, work))
-    report(summaries, client, stats, console)
+    client, (summaries, shortfall) = asyncio.run(_with_client(config, work))
+    report(summaries, client, stats, console, output, rejects)
+    if shortfall is not None:
+        raise shortfall
     return 0
+
+
+def _say_english_names(identity: Any, console: Any) -> None:
+    """Say up front what English answers must contain when the profile gives no English name or author."""
+    from rich.markup import escape
+
+    from thresher.curate.text.scripts import script_language
+
+    for flag, value, english in (("--name", identity.name, identity.name_en), ("--author", identity.author, identity.author_en)):
+        if english is None and script_language(value).lang != "en":
+            console.print(escape(f"note: no {flag}-en, so English answers use {flag} as it is and must contain "
+                                 f"{value!r}; pass {flag}-en to give the English form"), highlight=False)
 
 
 def _answers(args: argparse.Namespace, console: Any) -> int:
@@ -261,7 +280,7 @@ def _answers(args: argparse.Namespace, console: Any) -> int:
         return [await run_jobs("answers", jobs, client, output, rejects, retry_rejects=args.retry_rejects, console=console)]
 
     client, summaries = asyncio.run(_with_client(config, work))
-    report(summaries, client, stats, console)
+    report(summaries, client, stats, console, output, rejects)
     return 0
 
 
@@ -301,7 +320,7 @@ def _paraphrase(args: argparse.Namespace, console: Any) -> int:
         return [summary]
 
     client, summaries = asyncio.run(_with_client(config, work))
-    report(summaries, client, stats, console)
+    report(summaries, client, stats, console, output, rejects)
     return 0
 
 
@@ -332,5 +351,5 @@ def _preference(args: argparse.Namespace, console: Any) -> int:
 
     client, summaries = asyncio.run(_with_client(config, work, cache_path=default_sidecar(output, "cache")))
     summaries[0].extra["preference_pairs"] = write_pairs(output, pairs, args.min_margin)
-    report(summaries, client, stats, console)
+    report(summaries, client, stats, console, output, rejects)
     return 0
