@@ -19,9 +19,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import random
 import re
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +40,7 @@ class Reply:
     finish_reason: str = "stop"
     refusal: str | None = None
     error: str = "error"
+    body: str | None = None  # sent verbatim as a 200 body instead of a completion: a garbled or cut-off reply
 
 
 Responder = Callable[[dict[str, Any]], Reply]
@@ -74,6 +77,34 @@ class Scripted:
             if self.script:
                 return self.script.pop(0)
         return self.fallback(body)
+
+
+class Faults:
+    """A share ``rate`` of requests get a fault instead of ``responder``'s reply, chosen at random (seeded):
+    429 with Retry-After, 500, a cut-off body, malformed JSON content, or plain text where JSON was asked."""
+
+    KINDS = ("429", "500", "cut_body", "malformed_json", "plain_text")
+
+    def __init__(self, responder: Responder, rate: float, seed: int = 0) -> None:
+        self.responder, self.rate = responder, rate
+        self.rng = random.Random(seed)
+        self.injected: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def __call__(self, body: dict[str, Any]) -> Reply:
+        with self._lock:
+            kind = self.rng.choice(self.KINDS) if self.rng.random() < self.rate else None
+            if kind:
+                self.injected[kind] += 1
+        if kind is None:
+            return self.responder(body)
+        return {
+            "429": Reply(status=429, error="rate limited", headers={"retry-after": "1", "retry-after-ms": "10"}),
+            "500": Reply(status=500, error="internal server error"),
+            "cut_body": Reply(body='{"id": "chatcmpl-x", "choices": [{"message": {"content": "I am'),
+            "malformed_json": Reply('{"paraphrases": ["half a list", '),
+            "plain_text": Reply("Sure, happy to help with that!"),
+        }[kind]
 
 
 def _is_zh(text: str) -> bool:
@@ -163,7 +194,7 @@ class FakeOpenAI:
                 headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in header_lines if h)}
                 body = await reader.readexactly(int(headers.get("content-length", "0")))
                 status, payload, extra = await self._handle(request_line, headers, body)
-                data = json.dumps(payload, ensure_ascii=False).encode()
+                data = payload if isinstance(payload, bytes) else json.dumps(payload, ensure_ascii=False).encode()
                 lines = [f"HTTP/1.1 {status} X", "content-type: application/json", f"content-length: {len(data)}"]
                 lines += [f"{k}: {v}" for k, v in extra.items()]
                 writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + data)
@@ -173,7 +204,7 @@ class FakeOpenAI:
         finally:
             writer.close()
 
-    async def _handle(self, request_line: str, headers: dict[str, str], raw: bytes) -> tuple[int, dict[str, Any], dict[str, str]]:
+    async def _handle(self, request_line: str, headers: dict[str, str], raw: bytes) -> tuple[int, Any, dict[str, str]]:
         if not request_line.startswith("POST") or "/chat/completions" not in request_line:
             return 404, {"error": {"message": f"no route {request_line}", "type": "invalid_request_error"}}, {}
         body = json.loads(raw)
@@ -186,7 +217,7 @@ class FakeOpenAI:
         finally:
             self.in_flight -= 1
 
-    async def _answer(self, body: dict[str, Any], headers: dict[str, str]) -> tuple[int, dict[str, Any], dict[str, str]]:
+    async def _answer(self, body: dict[str, Any], headers: dict[str, str]) -> tuple[int, Any, dict[str, str]]:
         # "{auth}" in a scripted reply echoes the request's Authorization header, as careless servers do.
         auth = headers.get("authorization", "")
         if self.reject_json_schema and (body.get("response_format") or {}).get("type") == "json_schema":
@@ -196,6 +227,8 @@ class FakeOpenAI:
         await asyncio.sleep(self.latency + reply.delay)
         if reply.status != 200:
             return reply.status, {"error": {"message": reply.error.replace("{auth}", auth), "type": "server_error"}}, reply.headers
+        if reply.body is not None:
+            return 200, reply.body.encode(), reply.headers
         content = reply.content.replace("{auth}", auth) if reply.content is not None else None
         message: dict[str, Any] = {"role": "assistant", "content": content}
         if reply.refusal is not None:

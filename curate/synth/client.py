@@ -322,13 +322,14 @@ class LLMClient:
                         raise GenerationFailure(f"http_{status}", detail) from None
                     reason, wait = f"http_{status}", retry_after(exc.response.headers)
                 else:
-                    if completion is None:
-                        raise GenerationFailure("invalid_response", "the server's reply is not a JSON object")
-                    usage = Usage.of(completion.get("usage"))
-                    if self._tpm:
-                        self._tpm.settle(usage.total - estimate)
-                    self.stats.usage.add(usage)
-                    return completion
+                    if completion is not None:
+                        usage = Usage.of(completion.get("usage"))
+                        if self._tpm:
+                            self._tpm.settle(usage.total - estimate)
+                        self.stats.usage.add(usage)
+                        return completion
+                    # A cut-off or garbled body (a proxy, an overloaded server) is as transient as a 502.
+                    reason, detail = "invalid_response", "the server's reply is not a JSON object"
             if attempt == self.config.max_retries:
                 raise GenerationFailure(reason, self.redact(f"{detail} (gave up after {attempt + 1} tries)") or "")
             self.stats.retries += 1
