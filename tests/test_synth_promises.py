@@ -129,7 +129,13 @@ def test_when_the_bank_runs_out_it_says_asked_for_n_wrote_m_and_exits_1(tmp_path
 
 def test_a_killed_identity_run_resumes_without_asking_a_finished_request_again(tmp_path):
     out = tmp_path / "identity.jsonl"
-    good = persona_responder("小州", "神州数码", "Xiaozhou", "Digital China")
+    persona = persona_responder("小州", "神州数码", "Xiaozhou", "Digital China")
+
+    def good(body):  # a third of the paraphrase replies only repeat their question: nothing new to write
+        source = last_user(body).strip().rsplit("\n", 1)[-1]
+        if wants_schema(body, "paraphrases") and len(source) % 3 == 0:
+            return Reply(json.dumps({"paraphrases": [source + "!", source.upper()]}, ensure_ascii=False))
+        return persona(body)
     exe = Path(sys.executable).with_name("thresher")
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
     with FakeOpenAI(good, latency=0.05) as server:
