@@ -285,15 +285,24 @@ def _cell(column: str, value: Any) -> Any:
 
 
 def _read_delimited(source: str, suffix: str, gz: bool) -> Iterator[Row]:
+    # csv refuses cells over 128 KB by default; a long answer or a whole conversation in one cell is data.
+    csv.field_size_limit(2**31 - 1)
     with _open_text(source, gz) as handle:
         reader = csv.DictReader(handle, delimiter="\t" if suffix == ".tsv" else ",")
-        for row in reader:
-            # csv's line_num is the physical line the row ended on; cells may span lines.
-            line = reader.line_num
-            if None in row:
-                yield Row(source, line, None, "more cells than header columns")
-                continue
-            yield Row(source, line, {k: _cell(k, v) for k, v in row.items() if v not in (None, "")})
+        try:
+            yield from _delimited_rows(source, reader)
+        except csv.Error as exc:
+            raise InputError(source, f"not valid {suffix[1:].upper()}: {exc}", reader.line_num) from None
+
+
+def _delimited_rows(source: str, reader: csv.DictReader) -> Iterator[Row]:
+    for row in reader:
+        # csv's line_num is the physical line the row ended on; cells may span lines.
+        line = reader.line_num
+        if None in row:
+            yield Row(source, line, None, "more cells than header columns")
+            continue
+        yield Row(source, line, {k: _cell(k, v) for k, v in row.items() if v not in (None, "")})
 
 
 def _read_xlsx(source: str, _suffix: str, gz: bool) -> Iterator[Row]:
