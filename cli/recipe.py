@@ -38,6 +38,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from thresher.curate.errors import ThresherError
+from thresher.curate.io.readers import load_yaml_file
 from thresher.curate.io.writers import write_json
 from thresher.curate.io.claims import InputPath, OutputPath
 
@@ -90,17 +91,12 @@ class Recipe(BaseModel):
 
 def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> Recipe:
     """Read a recipe, apply ``--set`` overrides to its vars and substitute ``${var}``."""
-    import yaml
-
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ThresherError(f"{path}: no such recipe") from None
-    except yaml.YAMLError as exc:
-        raise ThresherError(f"{path}: not valid YAML: {exc}") from None
+    raw = load_yaml_file(path, "recipe")
     if not isinstance(raw, dict):
         raise ThresherError(f"{path}: a recipe is a mapping with a 'stages' list")
+    if not isinstance(raw.get("vars") or {}, dict):
+        raise ThresherError(f"{path}: vars must be a mapping of name: value")
     variables = {"recipe_dir": str(path.parent.resolve()), **(raw.get("vars") or {}), **(overrides or {})}
     unknown = set(overrides or {}) - set(raw.get("vars") or {})
     if unknown:

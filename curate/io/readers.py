@@ -88,7 +88,10 @@ def read_rows(path: str | os.PathLike[str]) -> Iterator[Row]:
     try:
         yield from reader(source, suffix, gz)
     except UnicodeDecodeError as exc:
-        raise InputError(source, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        with open(source, "rb") as handle:
+            utf16 = handle.read(2) in (b"\xff\xfe", b"\xfe\xff")
+        reason = "UTF-16 text; save it as UTF-8" if utf16 else f"not UTF-8 text ({exc.reason} at byte {exc.start})"
+        raise InputError(source, reason) from None
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         raise InputError(source, f"cannot read: {exc}") from None
 
@@ -345,3 +348,50 @@ def _read_datasets(source: str, _suffix: str, _gz: bool) -> Iterator[Row]:
         raise InputError(source, f"holds several splits ({', '.join(dataset)}); pass one split's folder")
     for number, record in enumerate(dataset, 1):
         yield Row(source, number, {k: v for k, v in record.items() if v is not None})
+
+
+#: YAML files thresher reads (recipes, configs) are short and written by hand; parsing a bigger one
+#: in PyYAML's pure-Python loader would take minutes, so it is refused at once.
+MAX_YAML_BYTES = 1 << 20
+
+
+def load_yaml_file(path: str | os.PathLike[str], what: str = "YAML file") -> Any:
+    """Parse a small YAML file; every way it can fail (missing, a folder, not UTF-8, too big, nested
+    deeper than ``MAX_DEPTH``, not YAML) is one ``InputError`` naming the file."""
+    import yaml
+
+    source = str(path)
+    p = Path(path)
+    if p.is_dir():
+        raise InputError(source, f"is a folder, not a {what}")
+    try:
+        size = p.stat().st_size
+        if size > MAX_YAML_BYTES:
+            raise InputError(source, f"{size:,} bytes is too big for a {what} (the limit is {MAX_YAML_BYTES:,})")
+        text = p.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise InputError(source, f"no such {what}") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(source, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise InputError(source, f"cannot read: {exc.strerror}") from None
+    if text.count("[") + text.count("{") > MAX_DEPTH and _flow_depth(text) > MAX_DEPTH:
+        raise InputError(source, TOO_DEEP)
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise InputError(source, f"not valid YAML: {' '.join(str(exc).split())}") from None
+    except RecursionError:  # block-style nesting: YAML's parser recursed too deep
+        raise InputError(source, TOO_DEEP) from None
+
+
+def _flow_depth(text: str) -> int:
+    """The deepest nesting of YAML flow collections (``[...]``, ``{...}``) in ``text``."""
+    depth = deepest = 0
+    for char in text:
+        if char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest

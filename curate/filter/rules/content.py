@@ -179,14 +179,14 @@ class Truncated(Rule):
         """The function word ``text`` ends on, with nothing after it; None if it ends otherwise."""
         if ts.CJK_RE.match(text[-1]):
             return next((w for w in self._chinese if text.endswith(w)), None)
-        match = _LAST_WORD.search(text)
+        match = _LAST_WORD.search(text[-64:])
         return match.group(1) if match and match.group(1).lower() in self._english else None
 
     def failure(self, value: Any, field: str) -> dict[str, Any] | None:
         return {"value": value} if value else None
 
 
-_LAST_WORD = regex.compile(r"(?:^|[^\w'’-])([A-Za-z]+)$")
+_LAST_WORD = regex.compile(r"(?:^|[^\w'’-])([A-Za-z]+)$")  # searched in the last 64 characters only
 _LIST_RE = regex.compile(r"^(?:[-*•#>|]|\d+[.)、]|[a-zA-Z][.)]|[一二三四五六七八九十]+、)")
 
 
