@@ -45,6 +45,11 @@ class Reply:
 
 Responder = Callable[[dict[str, Any]], Reply]
 
+#: The API key tests send; no file or message may ever hold it, whole or in part.
+KEY = "sk-live-TOPSECRET-9f8e7d6c5b4a"
+#: An identity with both Chinese and English forms, as ``thresher synth identity`` flags.
+ID_FLAGS = ["--name", "小州", "--author", "神州数码", "--name-en", "Xiaozhou", "--author-en", "Digital China"]
+
 
 def last_user(body: dict[str, Any]) -> str:
     """The content of the last user message of a request body."""
@@ -141,6 +146,11 @@ def echo_responder(body: dict[str, Any]) -> Reply:
     if wants_schema(body, "answer"):
         return Reply(json.dumps({"answer": f"answer to: {question}"}, ensure_ascii=False))
     return Reply(f"answer to: {question}")
+
+
+def api_flags(server: FakeOpenAI, *extra: str) -> list[str]:
+    """The client flags that point a synth command at ``server`` with the test key and quick backoff."""
+    return ["--base-url", server.url, "--model", "fake-model", "--api-key", KEY, "--backoff", "0.01", *extra]
 
 
 class FakeOpenAI:

@@ -15,34 +15,22 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import pytest
-from fake_openai import FakeOpenAI, Reply, echo_responder, last_user, persona_responder, wants_schema
+from fake_openai import (
+    ID_FLAGS, KEY, FakeOpenAI, Reply, api_flags, echo_responder, last_user, persona_responder, wants_schema,
+)
 
 from thresher.curate.text.identity import check_answer
 from thresher.prompts.banks import CATEGORIES
 from thresher.schemas import QA, Identity, Preference, Scored
 
-KEY = "sk-live-TOPSECRET-9f8e7d6c5b4a"
 IDENTITY = Identity(name="小州", author="神州数码", name_en="Xiaozhou", author_en="Digital China")
 COMPETITOR_WORDS = ("ChatGPT", "GPT", "Claude", "Qwen", "通义", "文心", "ERNIE", "GLM", "Llama", "Gemini", "DeepSeek",
                     "Kimi", "豆包", "Doubao", "Mistral", "星火", "OpenAI", "Anthropic", "百度", "Baidu", "阿里", "Alibaba",
                     "Meta", "智谱", "Zhipu")
-ID_FLAGS = ["--name", "小州", "--author", "神州数码", "--name-en", "Xiaozhou", "--author-en", "Digital China"]
-
-
-@pytest.fixture(autouse=True)
-def no_ambient_api(monkeypatch):
-    """Offline must be the default without configuration, whatever the developer's shell holds."""
-    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL"):
-        monkeypatch.delenv(name, raising=False)
 
 
 def lines(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-
-
-def api_flags(server: FakeOpenAI, *extra: str) -> list[str]:
-    return ["--base-url", server.url, "--model", "fake-model", "--api-key", KEY, "--backoff", "0.01", *extra]
 
 
 def assert_key_nowhere(tmp_path: Path, *outputs: str) -> None:

@@ -19,29 +19,19 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from fake_openai import FakeOpenAI, Faults, Reply, echo_responder, last_user, persona_responder, wants_schema
+from fake_openai import (
+    ID_FLAGS, KEY, FakeOpenAI, Faults, Reply, api_flags, echo_responder, last_user, persona_responder, wants_schema,
+)
 
 from thresher.cli.main import main
 from thresher.curate.text.identity import check_answer
 from thresher.schemas import Identity
 
-KEY = "sk-live-TOPSECRET-9f8e7d6c5b4a"
 IDENTITY = Identity(name="小州", author="神州数码", name_en="Xiaozhou", author_en="Digital China")
-ID_FLAGS = ["--name", "小州", "--author", "神州数码", "--name-en", "Xiaozhou", "--author-en", "Digital China"]
-
-
-@pytest.fixture(autouse=True)
-def no_ambient_api(monkeypatch):
-    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL"):
-        monkeypatch.delenv(name, raising=False)
 
 
 def lines(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()] if path.exists() else []
-
-
-def api_flags(server: FakeOpenAI, *extra: str) -> list[str]:
-    return ["--base-url", server.url, "--model", "fake-model", "--api-key", KEY, "--backoff", "0.01", *extra]
 
 
 def wrong_language_sometimes(rate: float, seed: int = 1):
