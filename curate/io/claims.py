@@ -162,7 +162,8 @@ class OutputLock:
     cut) is stale: no process holds its ``flock`` and the PID it names is gone,
     so the next run takes it over. A lock file naming a live process on this
     host is respected even without an ``flock`` (a file system that has none).
-    Released (the file removed) when the block exits, however it exits.
+    Released (the file removed) when the block exits, however it exits. The
+    processes of one distributed run share rank 0's lock.
     """
 
     def __init__(self, output: str | os.PathLike[str]) -> None:
@@ -172,6 +173,8 @@ class OutputLock:
 
     def __enter__(self) -> OutputLock:
         key = str(self.path)
+        if os.environ.get("RANK", "0") != "0":
+            return self  # a distributed run (torchrun, accelerate) is one run: rank 0 holds its locks
         if key in _HELD:
             _HELD[key] += 1
             return self
