@@ -43,7 +43,9 @@ def run(args: argparse.Namespace) -> int:
         recipe_path = Path(examples) / "self_cognition.yaml"
         overrides: dict[str, object] = {}
         if args.model:
-            overrides["model"] = str(Path(args.model).resolve())
+            from thresher.train.model_path import resolve_model
+
+            overrides["model"] = resolve_model(args.model)
         else:
             from thresher.train.tiny import build_tiny_model
 
@@ -64,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _closing(console: object, out: Path, tiny: bool) -> None:
+    from thresher.cli.recipe_check import shipped_recipes
+
     report = out / "eval" / "report.json"
     lines = [
         "",
@@ -85,7 +89,8 @@ def _closing(console: object, out: Path, tiny: bool) -> None:
         "",
         "[bold]The same recipe with a real model and API:[/bold]",
         "  thresher demo --model /path/to/Qwen2.5-0.5B-Instruct --base-url http://localhost:8000/v1 --api-model Qwen2.5-7B-Instruct",
-        "  thresher run <examples>/self_cognition.yaml --set model=/path/to/model   (see `thresher run --help`)",
+        "  thresher run self_cognition --set model=/path/to/model   (the shipped recipe, by name)",
+        f"  recipe file: {shipped_recipes()['self_cognition']}   (copy it to change stages; thresher run --list)",
     ]
     for line in lines:
         console.print(line)  # type: ignore[attr-defined]

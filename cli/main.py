@@ -11,6 +11,7 @@ import argparse
 import importlib
 import os
 import sys
+from difflib import get_close_matches
 from importlib.metadata import PackageNotFoundError, version
 
 #: command -> (module that implements it, one-line help). Order is the help's order.
@@ -64,12 +65,53 @@ def _command_in(argv: list[str]) -> str | None:
     return next((arg for arg in argv if not arg.startswith("-")), None)
 
 
+def chosen_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The innermost parser the command line chose (``thresher train sft`` -> the ``sft`` parser)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            name = getattr(args, action.dest, None)
+            if name in action.choices:
+                return chosen_parser(action.choices[name], args)
+    return parser
+
+
+def closest_flag(parser: argparse.ArgumentParser, flag: str) -> str | None:
+    """The option of ``parser`` nearest to a mistyped ``flag`` (``--frm`` -> ``--from``)."""
+    if not flag.startswith("-"):
+        return None
+    options = [o for action in parser._actions for o in action.option_strings if o.startswith("--")]
+    found = get_close_matches(flag.split("=", 1)[0], options, n=1, cutoff=0.6)
+    return found[0] if found else None
+
+
+def parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """Parse ``argv``; an unknown argument is reported by the subcommand it was given to, with the
+    nearest flag, instead of by the root parser with the top-level usage."""
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        owner = chosen_parser(parser, args)
+        hint = closest_flag(owner, unknown[0])
+        owner.error(f"unrecognized arguments: {' '.join(unknown)}" + (f" (did you mean {hint}?)" if hint else ""))
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``thresher`` console script; returns the exit code."""
     argv = sys.argv[1:] if argv is None else argv
+    if sys.stdout.isatty() or "COLUMNS" in os.environ:
+        return _main(argv)
+    # rich wraps at 80 columns when it cannot ask a terminal, breaking paths in logs in half.
+    os.environ["COLUMNS"] = "4000"
+    try:
+        return _main(argv)
+    finally:
+        del os.environ["COLUMNS"]
+
+
+def _main(argv: list[str]) -> int:
     command = _command_in(argv)
     parser = build_parser(command if command in COMMANDS else None)
-    args = parser.parse_args(argv)
+    args = parse(parser, argv)
     if args.command is None:
         parser.print_help()
         return 2

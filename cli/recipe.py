@@ -37,6 +37,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from thresher.cli.recipe_check import check_keys, check_stages, find_recipe, parse_sets, print_recipes
 from thresher.curate.errors import ThresherError
 from thresher.curate.io.readers import load_yaml_file
 from thresher.curate.io.writers import write_json
@@ -97,6 +98,9 @@ def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> Re
         raise ThresherError(f"{path}: a recipe is a mapping with a 'stages' list")
     if not isinstance(raw.get("vars") or {}, dict):
         raise ThresherError(f"{path}: vars must be a mapping of name: value")
+    if not isinstance(raw.get("stages") or [], list):
+        raise ThresherError(f"{path}: stages must be a list of stages")
+    check_keys(raw, path)
     variables = {"recipe_dir": str(path.parent.resolve()), **(raw.get("vars") or {}), **(overrides or {})}
     unknown = set(overrides or {}) - set(raw.get("vars") or {})
     if unknown:
@@ -146,7 +150,7 @@ class Runner:
     """Resolves stages to argv, runs or skips them, and keeps the manifest."""
 
     def __init__(self, recipe: Recipe, recipe_path: Path, run_dir: Path) -> None:
-        self.recipe, self.base, self.run_dir = recipe, recipe_path.parent, run_dir
+        self.recipe, self.path, self.base, self.run_dir = recipe, recipe_path, recipe_path.parent, run_dir
         self.outputs: dict[str, Path] = {}
         manifest = run_dir / MANIFEST
         self.previous = _json(manifest) if manifest.exists() else {"stages": {}}
@@ -203,6 +207,7 @@ class Runner:
         names = [s.name for s in self.recipe.stages]
         if start_from is not None and start_from not in names:
             raise ThresherError(f"--from {start_from}: no such stage (stages: {', '.join(names)})")
+        check_stages(self.recipe.stages, self.path)  # the whole recipe, before its first stage
         forced = False
         results = []
         for stage in self.recipe.stages:
@@ -341,24 +346,24 @@ def _add_counts(counts: dict[str, Any], stats: dict[str, Any]) -> None:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("recipe", type=InputPath, metavar="RECIPE.yaml", help="the recipe to run")
-    parser.add_argument("--out", type=OutputPath, metavar="DIR", help="run folder (default: the recipe's run_dir, else ./thresher-run/<recipe name>)")
+    parser.add_argument("recipe", nargs="?", type=InputPath, metavar="RECIPE.yaml|NAME",
+                        help="the recipe file, or the name of a shipped recipe (see --list)")
+    parser.add_argument("--list", action="store_true", help="list the shipped recipes and exit")
+    parser.add_argument("--out", type=OutputPath, metavar="DIR",
+                        help="run folder (default: the recipe's run_dir, else ./thresher-run/<recipe name>)")
     parser.add_argument("--from", dest="start_from", metavar="STAGE", help="rerun from this stage on, even if unchanged")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="VAR=VALUE", help="override a recipe var")
 
 
 def run(args: argparse.Namespace) -> int:
-    import yaml
-
-    overrides = {}
-    for item in args.overrides:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ThresherError(f"--set {item}: use VAR=VALUE")
-        overrides[key] = yaml.safe_load(value) if value else None  # "false" -> False, "0.5" -> 0.5
-    path = Path(args.recipe)
-    recipe = load_recipe(path, overrides)
-    run_dir = Path(args.out or recipe.run_dir or Path("thresher-run") / path.stem)
+    if args.list:
+        print_recipes()
+        return 0
+    if args.recipe is None:
+        raise ThresherError("name a recipe file or a shipped recipe (thresher run --list)")
+    path = find_recipe(args.recipe)
+    recipe = load_recipe(path, parse_sets(args.overrides))
+    run_dir = Path(args.out or recipe.run_dir or Path("thresher-run") / path.stem).resolve()
     results = Runner(recipe, path, run_dir).run(args.start_from)
     print_summary(results, run_dir)
     return 0

@@ -14,13 +14,16 @@ rejected.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterator
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from thresher.schemas import QA, Dialogue, Preference, Record, Scored
 from thresher.curate.errors import RecordError, ThresherError
-from thresher.curate.io.formats import FORMATS, RENDERERS, CannotRender, to_records
+from thresher.curate.io.formats import FORMATS, RENDERERS, CannotRender, looks_like, to_records
 from thresher.curate.io.formats.base import as_dialogue
 from thresher.curate.io.llamafactory import STYLES, LlamaFactoryWriter
 from thresher.curate.io.readers import Row, read_rows
@@ -88,11 +91,26 @@ class Converter:
         return expanded
 
 
+#: Renderer options and the targets that take them (flag -> keyword of the renderer).
+RENDER_OPTIONS = {"plain_text": ("prompt-completion",), "string_arguments": ("messages", "prompt-completion")}
+
+
+def render_options(args: argparse.Namespace) -> dict[str, bool]:
+    """The renderer keywords this run asked for; a flag the target has no use for is a usage error."""
+    options = {}
+    for name, targets in RENDER_OPTIONS.items():
+        if getattr(args, name, False):
+            if args.to not in targets:
+                raise ThresherError(f"--{name.replace('_', '-')} applies to --to {' or '.join(targets)}")
+            options[name] = True
+    return options
+
+
 class FileOutput:
     """A plain output file in one target format (the suffix picks the file type)."""
 
-    def __init__(self, path: str, target: str) -> None:
-        self.render = RENDERERS[target]
+    def __init__(self, path: str, target: str, options: dict[str, bool] | None = None) -> None:
+        self.render = partial(RENDERERS[target], **(options or {}))
         self.writer = RecordWriter(path)
 
     def __enter__(self) -> FileOutput:
@@ -112,30 +130,64 @@ class FileOutput:
         self.writer.__exit__(*exc)
 
 
-def rows(paths: list[str]) -> Iterator[Row]:
-    for path in paths:
-        yield from read_rows(path)
+@dataclass
+class FileTally:
+    """One input's rows, what was kept of them and why the rest went: for the empty and all-rejected rules."""
+
+    rows: int = 0
+    kept: int = 0
+    sample: dict[str, Any] | None = None
+    reasons: Counter[str] = field(default_factory=Counter)
 
 
-def convert(args: argparse.Namespace, stage: Stage, output: FileOutput | LlamaFactoryWriter) -> None:
+def convert(args: argparse.Namespace, stage: Stage, output: FileOutput | LlamaFactoryWriter) -> dict[str, FileTally]:
     """Convert every row of ``args.paths`` into ``output``; every record is kept or removed in ``stage``."""
     converter = Converter(args)
-    for row in rows(args.paths):
+    tallies: dict[str, FileTally] = {}
+    for path in args.paths:
+        tally = tallies.setdefault(path, FileTally())
+        for row in read_rows(path):
+            tally.rows += 1
+            tally.sample = tally.sample or row.data
+            convert_row(row, converter, stage, output, args.last_turn, tally)
+    return tallies
+
+
+def convert_row(row: Row, converter: Converter, stage: Stage, output: FileOutput | LlamaFactoryWriter,
+                keep_last_turn: bool, tally: FileTally) -> None:
+    """Keep or remove the records of one row."""
+    try:
+        records = converter.records(row)
+    except RecordError as exc:
+        stage.seen()
+        stage.remove(row, reason_of(exc), field=exc.field, error=exc.reason)
+        tally.reasons[reason_of(exc)] += 1
+        return
+    stage.seen(len(records))
+    for part, record in enumerate(records):
+        detail = {"part": part, "parts": len(records)} if len(records) > 1 else {}
         try:
-            records = converter.records(row)
-        except RecordError as exc:
-            stage.seen()
-            stage.remove(row, reason_of(exc), field=exc.field, error=exc.reason)
+            write_one(output, record, keep_last_turn)
+        except CannotRender as exc:
+            stage.remove(row, exc.reason, **detail)
+            tally.reasons[exc.reason] += 1
             continue
-        stage.seen(len(records))
-        for part, record in enumerate(records):
-            detail = {"part": part, "parts": len(records)} if len(records) > 1 else {}
-            try:
-                write_one(output, record, args.last_turn)
-            except CannotRender as exc:
-                stage.remove(row, exc.reason, **detail)
-                continue
-            stage.keep()
+        stage.keep()
+        tally.kept += 1
+
+
+def check_inputs(tallies: dict[str, FileTally], forced: str | None) -> bool:
+    """Warn about empty inputs; report every input whose records were all rejected. True when one was."""
+    failed = False
+    for path, tally in tallies.items():
+        if tally.rows == 0:
+            print(f"warning: {path}: no records", file=sys.stderr)
+        elif tally.kept == 0:
+            reason, count = tally.reasons.most_common(1)[0]
+            print(f"error: every record of {path} was rejected ({reason}: {count}); {looks_like(tally.sample, forced)}",
+                  file=sys.stderr)
+            failed = True
+    return failed
 
 
 def write_one(output: FileOutput | LlamaFactoryWriter, record: Record, keep_last_turn: bool) -> None:
@@ -179,6 +231,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--style", choices=STYLES, default="sharegpt",
                         help="llamafactory: the data file's formatting (default sharegpt, which holds tools too)")
     parser.add_argument("--name", help="llamafactory: dataset name in dataset_info.json (default: OUT's folder name)")
+    parser.add_argument("--plain-text", action="store_true",
+                        help="prompt-completion: write plain strings (TRL's standard form) instead of message lists; "
+                             "records with several turns, a system prompt or tools are rejected")
+    parser.add_argument("--string-arguments", action="store_true",
+                        help="messages/prompt-completion: write tool-call arguments as JSON text (OpenAI's fine-tuning "
+                             "upload format) instead of objects (what chat templates and TRL read)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -187,6 +245,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.label_template and args.label_template not in ("zh", "en") and "{text}" not in args.label_template:
         raise ThresherError("--label-template must be zh, en, or contain {text}")
+    options = render_options(args)
     out = Path(args.output)
     rejects = Path(args.rejects) if args.rejects else default_sidecar(out, "rejects")
     if args.to == "llamafactory":
@@ -195,15 +254,16 @@ def run(args: argparse.Namespace) -> int:
         output: FileOutput | LlamaFactoryWriter = LlamaFactoryWriter(out, args.name, args.style)
     else:
         try:
-            output = FileOutput(str(out), args.to)
+            output = FileOutput(str(out), args.to, options)
         except ValueError as exc:
             raise ThresherError(str(exc)) from None
     with Stage("convert", rejects, default_sidecar(out, "stats")) as stage, output:
-        convert(args, stage, output)
+        tallies = convert(args, stage, output)
     stats = stage.stats()
     reasons = ", ".join(f"{reason}: {n}" for reason, n in sorted(stats["removed"].items(), key=lambda kv: -kv[1]))
     line = f"convert: {stats['in']} records in, {stats['kept']} converted to {args.to}, {stats['removed_total']} rejected"
     Console(stderr=False).print(escape(line + (f" ({reasons})" if reasons else "")), highlight=False, soft_wrap=True)
     if stats["removed_total"]:
         Console().print(f"rejects: {escape(str(rejects))}", highlight=False, soft_wrap=True)
-    return 1 if args.strict and stats["removed_total"] else 0
+    all_rejected = check_inputs(tallies, args.fmt)
+    return 1 if all_rejected or (args.strict and stats["removed_total"]) else 0

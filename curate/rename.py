@@ -9,6 +9,11 @@ every string value of every record (keys are left alone), and:
   ``{{ NAME }}``, ``{NAME}``, ``<NAME>``, ``<<NAME>>``, ``[NAME]``, and the slot's
   synonyms (``{{model_name}}``, ``{{bot_name}}``, ``{{名字}}`` ... for name;
   ``{{company}}``, ``{{developer}}``, ``{{作者}}`` ... for author) unless set separately;
+* ``--set name_en=X`` (any slot with a language suffix: ``_zh``, ``_en``, ``_ja`` ...) fills that
+  slot in the records of that language only, so LLaMA-Factory's bilingual
+  ``identity.json`` gets ``--set name=小州 --set name_en=Xiaozhou``: Chinese
+  records say 小州, English ones Xiaozhou (a record's language is the script
+  most of its text is in); the literal ``{{name_en}}`` slot is filled everywhere;
 * ``--replace OLD=NEW`` rewrites a literal string everywhere;
 * reports how many strings changed, and fails (exit 1, no output written)
   if any placeholder is left, naming file, line and placeholder.
@@ -34,6 +39,9 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
 }
 
 LISTING_CAP = 20
+_SLOT = re.compile(r"\{\{[^{}]*\}\}|\{[A-Z_]+\}|<<?[A-Z_]+>>?|\[[A-Z_]+\]")
+#: Suffixes that make a ``--set`` key language-specific (``name_en``).
+LANGUAGE_SUFFIXES = ("zh", "en", "ja", "ko", "ru", "ar", "hi", "th", "el", "he")
 
 
 class PlaceholdersLeft(ThresherError):
@@ -81,6 +89,47 @@ def build_rewriter(sets: dict[str, str], replaces: dict[str, str]) -> Callable[[
         return text, counts
 
     return rewrite
+
+
+def by_language(sets: dict[str, str]) -> dict[str, dict[str, str]]:
+    """``--set`` values per record language: ``name_en=X`` sets ``name`` for English records."""
+    per: dict[str, dict[str, str]] = {}
+    for key, value in sets.items():
+        base, _, lang = key.rpartition("_")
+        if base and lang in LANGUAGE_SUFFIXES:
+            per.setdefault(lang, {})[base] = value
+    return per
+
+
+def strings_of(value: Any) -> list[str]:
+    """Every string value inside a record (keys aside), for telling its language."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for item in value.values() for s in strings_of(item)]
+    if isinstance(value, list):
+        return [s for item in value for s in strings_of(item)]
+    return []
+
+
+class Rewriters:
+    """The rewriter for each record: one per language when some ``--set`` key is language-specific."""
+
+    def __init__(self, sets: dict[str, str], replaces: dict[str, str]) -> None:
+        self.sets, self.replaces = sets, replaces
+        self.per_language = by_language(sets)
+        self.cache: dict[str, Callable[[str], tuple[str, Counter[str]]]] = {}
+        self.languages: Counter[str] = Counter()
+
+    def for_record(self, record: Any) -> Callable[[str], tuple[str, Counter[str]]]:
+        from thresher.curate.text.scripts import script_language
+
+        # Slots ({{name}}) are Latin letters in every language: judge the record by its own words.
+        lang = script_language(_SLOT.sub("", " ".join(strings_of(record)))).lang if self.per_language else ""
+        self.languages[lang] += 1
+        if lang not in self.cache:
+            self.cache[lang] = build_rewriter({**self.sets, **self.per_language.get(lang, {})}, self.replaces)
+        return self.cache[lang]
 
 
 def rewrite_value(value: Any, rewrite: Callable[[str], tuple[str, Counter[str]]], tally: Counter[str]) -> tuple[Any, int]:
@@ -138,7 +187,7 @@ def run(args: argparse.Namespace) -> int:
     replaces = dict(_pair(text, "--replace") for text in args.replace)
     if not sets and not replaces:
         raise ThresherError("nothing to do: give --set KEY=VALUE and/or --replace OLD=NEW")
-    rewrite = build_rewriter(sets, replaces)
+    rewriters = Rewriters(sets, replaces)
     tally: Counter[str] = Counter()
     records = changed_records = changed_strings = 0
     left: list[str] = []
@@ -150,7 +199,7 @@ def run(args: argparse.Namespace) -> int:
         for row in read_rows(args.input):
             if row.data is None:
                 raise InputError(row.source, row.error or "unreadable", row.line)
-            new, changed = rewrite_value(row.data, rewrite, tally)
+            new, changed = rewrite_value(row.data, rewriters.for_record(row.data), tally)
             records += 1
             changed_strings += changed
             changed_records += bool(changed)
@@ -170,5 +219,8 @@ def run(args: argparse.Namespace) -> int:
         table.add_row(what, str(count))
     for what, count in tally.most_common():
         table.add_row(f"  {escape(what)}", str(count))
+    if rewriters.per_language:
+        for lang, count in sorted(rewriters.languages.items()):
+            table.add_row(f"records in {lang}", str(count))
     console.print(table)
     return 0

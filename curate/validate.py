@@ -20,7 +20,7 @@ from typing import Any
 
 from thresher.schemas import QA, Dialogue, Record
 from thresher.curate.errors import InputError, RecordError
-from thresher.curate.io.formats import FORMATS, to_record
+from thresher.curate.io.formats import FORMATS, looks_like, to_record
 from thresher.curate.io.readers import Row, Shard, file_type, jsonl_shards, read_jsonl_shard, read_rows
 from thresher.curate.io.claims import InputPath, OutputPath
 
@@ -52,6 +52,8 @@ class Problem:
 class FileCounts:
     records: int = 0
     invalid: int = 0
+    sample: Any = None  # the first invalid record as read: what an all-invalid file looks like
+    unreadable: bool = False
 
 
 @dataclass
@@ -143,12 +145,15 @@ def validate_paths(
             for count, problems in _check_file(path, kind, fmt, workers):
                 counts.records += count
                 counts.invalid += len(problems)
+                if counts.sample is None and problems:
+                    counts.sample = problems[0].record
                 summary.problems.extend(problems)
                 if on_problem is not None:
                     for problem in problems:
                         on_problem(problem)
         except InputError as exc:
             summary.unreadable.append(exc)
+            counts.unreadable = True
     return summary
 
 
@@ -212,9 +217,21 @@ def run(args: argparse.Namespace) -> int:
     if args.report:
         write_json(args.report, summary.report())
     print_summary(summary, Console())
+    warn_inputs(summary, args.fmt)
     if summary.unreadable:
         return 2
     return 1 if summary.invalid else 0
+
+
+def warn_inputs(summary: Summary, forced: str | None) -> None:
+    """One line for each empty input, and for each input whose every record is invalid, what it looks like."""
+    import sys
+
+    for path, counts in summary.files.items():
+        if counts.records == 0 and not counts.unreadable:
+            print(f"warning: {path}: no records", file=sys.stderr)
+        elif counts.records and counts.invalid == counts.records:
+            print(f"error: every record of {path} is invalid; {looks_like(counts.sample, forced)}", file=sys.stderr)
 
 
 def print_summary(summary: Summary, console: Any) -> None:

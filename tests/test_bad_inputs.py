@@ -230,7 +230,8 @@ RECIPES = {
     "latin1": "description: café\nstages: []\n".encode("latin-1"),
     "20mb-line": b"description: " + b"x" * 20_000_000 + b"\nstages: []\n",
     "deep": b"stages: " + b"[" * 100_000 + b"]" * 100_000 + b"\n",
-    "wrong-types": b"vars: [1, 2]\nstages: 5\n",
+    "wrong-types": b"vars: {a: 1}\nstages: 5\n",
+    "wrong-vars": b"vars: [1, 2]\nstages: []\n",
 }
 
 

@@ -346,3 +346,81 @@ def test_knowledge_records_as_the_source_material_writes_them(thresher, tmp_path
         ("关于月球，你知道什么？", "卫星"),
     ]
     assert stats_of(out) == {**stats_of(out), "in": 11, "kept": 11, "removed_total": 0}
+
+
+MIXED_TURNS = [
+    {"question": "one turn", "answer": "one answer"},
+    {"messages": [{"role": "user", "content": "u1"}, {"role": "assistant", "content": "a1"},
+                  {"role": "user", "content": "u2"}, {"role": "assistant", "content": "a2"}]},
+    {"instruction": "pick", "input": "", "chosen": "good", "rejected": "bad"},
+]
+
+
+def test_prompt_completion_has_one_column_type_per_file(thresher, tmp_path):
+    """Single- and multi-turn records together: every prompt/completion is a message list, and datasets loads it."""
+    from datasets import load_dataset
+
+    sft = write_jsonl(tmp_path / "sft.jsonl", MIXED_TURNS[:2])
+    out = tmp_path / "pc.jsonl"
+    thresher("convert", sft, "-o", out, "--to", "prompt-completion", "--strict", check=True)
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert all(isinstance(r["prompt"], list) and isinstance(r["completion"], list) for r in rows)
+    assert rows[0]["completion"] == [{"role": "assistant", "content": "one answer"}]
+    loaded = load_dataset("json", data_files=str(out), split="train")
+    assert len(loaded) == 2 and len(loaded[1]["prompt"]) == 3
+    pref = write_jsonl(tmp_path / "pref.jsonl", MIXED_TURNS[2:])
+    thresher("convert", pref, "-o", tmp_path / "pp.jsonl", "--to", "prompt-completion", check=True)
+    (row,) = [json.loads(line) for line in (tmp_path / "pp.jsonl").read_text().splitlines()]
+    assert row["chosen"] == [{"role": "assistant", "content": "good"}] and isinstance(row["prompt"], list)
+
+
+def test_plain_text_prompt_completion_only_for_single_turn(thresher, tmp_path):
+    source = write_jsonl(tmp_path / "in.jsonl", MIXED_TURNS)
+    out = tmp_path / "plain.jsonl"
+    result = thresher("convert", source, "-o", out, "--to", "prompt-completion", "--plain-text")
+    assert result.returncode == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert rows == [{"prompt": "one turn", "completion": "one answer"},
+                    {"prompt": "pick", "chosen": "good", "rejected": "bad"}]
+    (reject,) = [json.loads(line) for line in (tmp_path / "plain.rejects.jsonl").read_text().splitlines()]
+    assert reject["reason"].startswith("only single-turn records") and reject["line"] == 2
+    wrong = thresher("convert", source, "-o", tmp_path / "x.jsonl", "--to", "alpaca", "--plain-text")
+    assert wrong.returncode == 2 and "--plain-text applies to --to prompt-completion" in wrong.stderr
+
+
+def test_tool_call_arguments_are_objects_unless_asked_for_strings(thresher, tmp_path):
+    source = write_jsonl(tmp_path / "tools.jsonl", [GENERATED[2]])
+    objects, strings = tmp_path / "obj.jsonl", tmp_path / "str.jsonl"
+    thresher("convert", source, "-o", objects, "--to", "messages", "--strict", check=True)
+    thresher("convert", source, "-o", strings, "--to", "messages", "--strict", "--string-arguments", check=True)
+    call = json.loads(objects.read_text())["messages"][2]["tool_calls"][0]["function"]
+    assert call["arguments"] == {"city": "Paris"}
+    call = json.loads(strings.read_text())["messages"][2]["tool_calls"][0]["function"]
+    assert call["arguments"] == '{"city": "Paris"}'
+    assert canonical_ids(objects) == canonical_ids(strings) == canonical_ids(source)  # both read back the same
+    broken = write_jsonl(tmp_path / "broken.jsonl", [{"messages": [
+        {"role": "user", "content": "q"},
+        {"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "f", "arguments": "not json"}}]},
+        {"role": "tool", "content": "r"}, {"role": "assistant", "content": "done"}]}])
+    result = thresher("convert", broken, "-o", tmp_path / "b.jsonl", "--to", "messages")
+    assert result.returncode == 1  # the only record was rejected
+    assert "tool-call arguments are not a JSON object; use --string-arguments" in result.stdout + result.stderr
+
+
+def test_a_from_that_matches_nothing_exits_1_naming_the_format(thresher, tmp_path):
+    source = write_jsonl(tmp_path / "alpaca.jsonl", [{"instruction": f"q{i}", "input": "", "output": "a"} for i in range(3)])
+    result = thresher("convert", source, "-o", tmp_path / "out.jsonl", "--to", "messages", "--from", "sharegpt")
+    assert result.returncode == 1
+    assert f"every record of {source} was rejected" in result.stderr
+    assert "they look like alpaca records, not sharegpt: use --from alpaca or leave --from out" in result.stderr
+    result = thresher("validate", source, "--from", "sharegpt")
+    assert result.returncode == 1 and "they look like alpaca records, not sharegpt" in result.stderr
+
+
+def test_empty_inputs_warn_in_one_line(thresher, tmp_path):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    result = thresher("convert", empty, "-o", tmp_path / "out.jsonl", "--to", "messages")
+    assert result.returncode == 0 and result.stderr.strip() == f"warning: {empty}: no records"
+    result = thresher("validate", empty)
+    assert result.returncode == 0 and f"warning: {empty}: no records" in result.stderr

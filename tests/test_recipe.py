@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -92,7 +93,7 @@ def test_a_changed_input_or_option_reruns_what_depends_on_it(job, capsys):
         ("stages: [{name: a, command: validate, inputs: ['@nope']}]", [], "@nope names no earlier stage"),
         ("stages: [{name: a, command: validate, inputs: ['${x}']}]", [], "${x} is not defined"),
         ("vars: {}\nstages: [{name: a, command: validate}]", ["--set", "y=1"], "unknown vars: y"),
-        ("stages: [{name: a, command: validate, bogus: 1}]", [], "stages.0.bogus"),
+        ("stages: [{name: a, command: validate, bogus: 1}]", [], "stage 1 (a): key 'bogus' is not a stage key"),
         ("stages: [{name: a, command: validate, inputs: [missing.jsonl]}]", [], "stage a failed (exit 2)"),
         ("stages: [{name: a, command: validate}, {name: a, command: validate}]", [], "used twice"),
     ],
@@ -132,3 +133,71 @@ def test_shipped_clean_corpus_recipe(tmp_path):
     assert dedup["removed"] == {"duplicate": dedup["removed_total"]} and dedup["removed_total"] >= 15
     assert filtered["in"] == dedup["kept"] and filtered["kept"] + filtered["removed_total"] == filtered["in"]
     assert filtered["removed"].get("placeholder") == 1
+
+
+TYPO_IN_LAST_STAGE = """
+vars: {n: 20}
+stages:
+  - name: identity
+    command: synth identity
+    options: {name: 小州, author: 神州数码, n: "${n}", offline: true}
+    output: identity.jsonl
+  - name: dedup
+    command: dedup
+    inputs: ["@identity"]
+    output: identity.jsonl
+  - name: train
+    command: train sft
+    options: {model: tiny, data: "@dedup", mehtod: lora, max_step: 3}
+    output: model
+"""
+
+
+def test_a_typo_in_the_last_stage_fails_before_the_first_stage_runs(tmp_path, capsys):
+    recipe = tmp_path / "job.yaml"
+    recipe.write_text(TYPO_IN_LAST_STAGE, encoding="utf-8")
+    assert main(["run", str(recipe), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "2 problems, nothing was run" in err
+    assert "stage 3 (train): option 'mehtod' is not an option of 'thresher train sft'; did you mean method?" in err
+    assert "stage 3 (train): option 'max_step' is not an option of 'thresher train sft'; did you mean max_steps?" in err
+    assert not (tmp_path / "run" / "identity").exists()  # the synthesis stage never ran
+
+
+@pytest.mark.parametrize(
+    "stage, message",
+    [
+        ("{name: a, comand: validate}", "stage 1 (a): key 'comand' is not a stage key; did you mean command?"),
+        ("{name: a, command: dedupe}", "stage 1 (a): command 'dedupe' is not a thresher command; did you mean dedup?"),
+        ("{name: a, command: train sfx}", "'sfx' is not a subcommand; did you mean sft?"),
+        ("{name: a, command: validate, inputs: ['@idenity']}", "@idenity names no earlier stage with an output"),
+        ("{name: a, command: convert, inputs: [x.jsonl], options: {to: mesages}, output: o.jsonl}",
+         "option 'to': 'mesages' is not one of"),
+        ("{name: a, command: train sft, inputs: [x.jsonl]}", "'thresher train sft' takes no inputs"),
+    ],
+)
+def test_recipe_check_names_stage_key_and_closest_name(tmp_path, capsys, stage, message):
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text(f"stages:\n  - {{name: first, command: synth identity, options: {{name: x, author: y, n: 2, offline: true}}, output: i.jsonl}}\n  - {stage}\n")
+    assert main(["run", str(recipe), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert message in err.replace("stage 2 (a)", "stage 1 (a)"), err
+    assert not (tmp_path / "run" / "first").exists()
+
+
+def test_shipped_recipes_run_by_name_and_list_with_real_paths(tmp_path, capsys, monkeypatch):
+    assert main(["run", "--list"]) == 0
+    listed = capsys.readouterr().out
+    assert "clean_corpus" in listed and "self_cognition" in listed
+    assert "<examples>" not in listed and str(Path(__file__).resolve().parents[1] / "examples" / "clean_corpus.yaml") in listed
+    assert main(["run", "clean_corpus_x"]) == 2
+    assert "did you mean clean_corpus?" in capsys.readouterr().err
+    # --set paths are relative to where the command runs, not to the recipe's folder
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mine.jsonl").write_text("".join(json.dumps({"text": f"document number {i} " * 8}) + "\n"
+                                                 for i in range(6)), encoding="utf-8")
+    assert main(["run", "clean_corpus", "--out", "run", "--set", "corpus=mine.jsonl"]) == 0
+    stages = manifest(tmp_path / "run")["stages"]
+    assert str(tmp_path / "mine.jsonl") in stages["check"]["inputs"]
+    assert stages["check"]["counts"]["in"] == 6
+    assert str(tmp_path / "run") in capsys.readouterr().out  # the real run folder, not a relative one

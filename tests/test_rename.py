@@ -48,3 +48,26 @@ def test_leftover_placeholders_fail_loudly_and_write_nothing(tmp_path, thresher)
     assert not out.exists()
     bad = thresher("rename", data, "-o", out, "--set", "novalue")
     assert bad.returncode == 2 and "KEY=VALUE" in bad.stderr
+
+
+def test_per_language_values_follow_each_records_language(peer_data, thresher, tmp_path):
+    """LLaMA-Factory's identity.json: 16 English records, then 75 Chinese ones, all with {{name}}/{{author}}."""
+    out = tmp_path / "identity.filled.json"
+    result = thresher("rename", peer_data / "identity.json", "-o", out, "--set", "name=小州", "--set", "author=神州数码",
+                      "--set", "name_en=Xiaozhou", "--set", "author_en=Digital China", check=True)
+    rows = json.loads(out.read_text(encoding="utf-8"))
+    english, chinese = rows[:16], rows[16:]
+    assert all("小州" not in r["output"] and "神州数码" not in r["output"] for r in english)
+    assert sum("Xiaozhou" in r["output"] for r in english) >= 10
+    assert all("Xiaozhou" not in r["output"] and "Digital China" not in r["output"] for r in chinese)
+    assert sum("小州" in r["output"] for r in chinese) >= 60
+    assert "records in en" in result.stderr and "16" in result.stderr
+
+
+def test_a_literal_language_slot_is_filled_everywhere(tmp_path, thresher):
+    source = tmp_path / "in.jsonl"
+    source.write_text(json.dumps({"question": "你叫什么？", "answer": "我是{{name}}，英文名{{name_en}}。"}, ensure_ascii=False)
+                      + "\n", encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    thresher("rename", source, "-o", out, "--set", "name=小州", "--set", "name_en=Xiaozhou", check=True)
+    assert json.loads(out.read_text(encoding="utf-8"))["answer"] == "我是小州，英文名Xiaozhou。"

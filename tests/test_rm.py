@@ -16,6 +16,7 @@ import json
 import math
 import os
 import random
+import shutil
 from pathlib import Path
 
 import pytest
@@ -322,3 +323,38 @@ def test_two_processes_equal_one_process_rm(tiny, tmp_path):
     for a, b in zip(two, one):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
         assert a["grad_norm"] == pytest.approx(b["grad_norm"], rel=1e-4)
+
+
+def test_stock_transformers_scores_what_thresher_score_scores(tiny, tmp_path):
+    """A base whose pad token is its end-of-turn token: the saved reward model gets a distinct pad, so plain
+    AutoModelForSequenceClassification, fed the input reward_model.json describes, gives thresher's scores."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from thresher.train.rm import RewardScorer
+
+    base = tmp_path / "pad-is-eot"
+    shutil.copytree(tiny, base)
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    tokenizer.pad_token = "<|im_end|>"  # the usual fallback, and what SmolLM2 and others ship
+    tokenizer.save_pretrained(base)
+    data = write_json(tmp_path / "prefs.json", preference_rows(16))
+    config = full_config(base, tmp_path / "rm", max_steps=3, batch_size=4, grad_accum=1, lr=1e-3)
+    config.data = [str(data)]
+    run_rm(config)
+
+    out = tmp_path / "rm"
+    info = json.loads((out / "reward_model.json").read_text())
+    stock_tok = AutoTokenizer.from_pretrained(out)
+    stock = AutoModelForSequenceClassification.from_pretrained(out).eval()
+    assert info["input"]["pad_token_id"] == stock.config.pad_token_id == stock_tok.pad_token_id
+    assert stock.config.pad_token_id != stock_tok.convert_tokens_to_ids("<|im_end|>")
+    items = [([Message(role="user", content=f"question {i}" * (i + 1))], f"answer number {i}") for i in range(5)]
+    texts = [stock_tok.apply_chat_template([{"role": "user", "content": p[0].content},
+                                            {"role": "assistant", "content": r}], tokenize=False).rstrip()
+             for p, r in items]
+    assert all(text.endswith(info["input"]["end_of_turn"]) for text in texts)
+    stock_tok.padding_side = "right"
+    batch = stock_tok(texts, add_special_tokens=False, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        stock_scores = stock(**batch).logits[:, 0].tolist()
+    assert stock_scores == pytest.approx(RewardScorer(out).score(items), abs=1e-5)

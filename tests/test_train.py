@@ -385,6 +385,9 @@ def test_merged_model_equals_adapter_and_chat_stops(models, identity_run, tmp_pa
 
     chat = thresher("chat", "--model", merged_dir, "--max-new-tokens", "40", input="Who are you?\n/exit\n", check=True)
     assert "Thresh" in chat.stdout and "cut at --max-new-tokens" not in chat.stderr
+    assert chat.stdout.startswith("you> Who are you?\nassistant> ")  # piped questions are echoed
+    one_shot = thresher("chat", "--model", merged_dir, "--max-new-tokens", "40", "--prompt", "Who are you?", check=True)
+    assert "Thresh" in one_shot.stdout and "you>" not in one_shot.stdout and "assistant>" not in one_shot.stdout
 
 
 def test_model_without_template_trains_with_chatml_fallback_and_merges(corpus, sft_file, tmp_path):
@@ -439,7 +442,9 @@ def test_model_without_template_trains_with_chatml_fallback_and_merges(corpus, s
 def test_qlora_on_cpu_stops_before_loading(tmp_path, sft_file, capsys):
     from thresher.cli.main import main
 
-    code = main(["train", "sft", "--model", str(tmp_path / "no-such-model"), "--data", str(sft_file),
+    empty = tmp_path / "empty-model-folder"  # a folder (the path check passes) holding nothing to load
+    empty.mkdir()
+    code = main(["train", "sft", "--model", str(empty), "--data", str(sft_file),
                  "-o", str(tmp_path / "out"), "--method", "qlora"])
     assert code == 2
     assert "qlora needs a CUDA GPU" in capsys.readouterr().err

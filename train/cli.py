@@ -43,14 +43,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # The config (and every model path in it) is checked before torch is imported: a typo costs no time.
+    from thresher.train.config import DPOConfig, RMConfig, TrainConfig
+
+    config = resolve({"sft": TrainConfig, "rm": RMConfig, "dpo": DPOConfig}[args.train_command], args)
     if args.train_command == "sft":
-        from thresher.train.config import TrainConfig as config_class
         from thresher.train.sft import run_sft as train
     elif args.train_command == "rm":
-        from thresher.train.rm import RMConfig as config_class, run_rm as train
+        from thresher.train.rm import run_rm as train
     else:
-        from thresher.train.dpo import DPOConfig as config_class, run_dpo as train
-    config = resolve(config_class, args)
+        from thresher.train.dpo import run_dpo as train
     # Paths may come from the YAML config, so they are claimed here, once resolved, before anything is written.
     inputs = [config.model, *config.data, *config.eval_data, getattr(args, "config", None),
               config.chat_template, getattr(config, "ref_model", None)]

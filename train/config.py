@@ -51,7 +51,7 @@ class TrainConfig(BaseModel):
     eval_steps: int | None = Field(None, gt=0, description="evaluate every N steps (default: each epoch end)")
     resume: bool = False
     system: str | None = Field(None, description="system prompt for dialogues that have none")
-    chat_template: str | None = Field(None, description="Jinja chat template file")
+    chat_template: str | None = Field(None, description="Jinja chat template file, or a shipped template's name")
 
     @field_validator("model")
     @classmethod
@@ -93,6 +93,21 @@ class TrainConfig(BaseModel):
         return path
 
 
+class RMConfig(TrainConfig):
+    """``TrainConfig`` plus the reward model's own knobs."""
+
+    loss: Literal["pairwise", "regression"] = "pairwise"
+    margin_field: str | None = Field(None, description="pair field (meta or top level) holding a required margin")
+    center_coef: float = Field(0.0, ge=0, description="weight of the reward-centering term (r_c + r_r)^2")
+
+
+class DPOConfig(TrainConfig):
+    """``TrainConfig`` plus DPO's own knobs."""
+
+    beta: float = Field(0.1, gt=0, description="strength of the pull towards the reference")
+    ref_model: str | None = Field(None, description="reference model (default: the starting weights)")
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """A YAML config as a dict with ``-`` in keys read as ``_`` (flags and keys spell alike)."""
     import yaml
@@ -109,16 +124,35 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def resolve(cls: type[TrainConfig], args: argparse.Namespace) -> TrainConfig:
-    """Build ``cls`` from ``--config`` and the flags actually given (flags win)."""
+    """Build ``cls`` from ``--config`` and the flags actually given (flags win).
+
+    A LLaMA-Factory YAML is translated key by key (``lf_config``)."""
+    from thresher.train.lf_config import is_llamafactory, translate
+
     given = {k: v for k, v in vars(args).items() if k in cls.model_fields}
-    merged = {**(read_yaml(args.config) if getattr(args, "config", None) else {}), **given}
+    config = read_yaml(args.config) if getattr(args, "config", None) else {}
+    if is_llamafactory(config):
+        command = {RMConfig: "rm", DPOConfig: "dpo"}.get(cls, "sft")
+        config = translate(config, command, set(cls.model_fields), str(args.config))
+    merged = {**config, **given}
     try:
-        return cls.model_validate(merged)
+        config = cls.model_validate(merged)
     except ValidationError as exc:
         problems = "; ".join(
             f"--{'.'.join(map(str, e['loc'])).replace('_', '-') or 'config'}: {e['msg']}" for e in exc.errors()
         )
         raise ThresherError(problems) from None
+    return resolve_models(config)
+
+
+def resolve_models(config: TrainConfig) -> TrainConfig:
+    """Every model the run will load checked before anything is (see ``model_path``)."""
+    from thresher.train.model_path import resolve_model
+
+    config.model = resolve_model(config.model)
+    if getattr(config, "ref_model", None):
+        config.ref_model = resolve_model(config.ref_model)  # type: ignore[attr-defined]
+    return config
 
 
 def add_training_flags(parser: argparse.ArgumentParser) -> None:
@@ -127,7 +161,8 @@ def add_training_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=S, help="model folder or hub id")
     parser.add_argument("--data", nargs="+", default=S, metavar="FILE", help="training record files")
     parser.add_argument("-o", "--output", default=S, metavar="OUT", help="output folder")
-    parser.add_argument("--config", metavar="FILE.yaml", help="YAML config; flags given here override it")
+    parser.add_argument("--config", metavar="FILE.yaml",
+                        help="YAML config (thresher's keys, or a LLaMA-Factory training YAML); flags given here override it")
     parser.add_argument("--method", choices=("lora", "full", "qlora"), default=S, help="lora (default), full or qlora (CUDA only)")
     parser.add_argument("--eval-data", nargs="+", default=S, metavar="FILE", help="evaluation record files")
     parser.add_argument("--val-size", type=float, default=S, help="hold out this fraction (<1) or count (>=1) for evaluation")
@@ -151,4 +186,6 @@ def add_training_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-steps", type=int, default=S, help="evaluate every N steps (default: each epoch)")
     parser.add_argument("--resume", action="store_true", default=S, help="continue from the newest checkpoint in OUT")
     parser.add_argument("--system", default=S, metavar="TEXT", help="system prompt for records without one")
-    parser.add_argument("--chat-template", default=S, metavar="FILE", help="Jinja chat template (default: the tokenizer's, else ChatML)")
+    parser.add_argument("--chat-template", default=S, metavar="FILE|NAME",
+                        help="Jinja chat template file, or a shipped one: qwen, llama3, chatml, glm4, mistral, default "
+                             "(default: the tokenizer's, else ChatML)")

@@ -28,21 +28,14 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 
 from thresher.curate.errors import ThresherError
-from thresher.train.config import TrainConfig
+from thresher.train.config import DPOConfig
 from thresher.train.data import IGNORE
 from thresher.train.checkpoint import LoopState, check_output
 from thresher.train.loop import Artifacts, build_accelerator, train
+from thresher.train.metrics import print_run_summary
 from thresher.train.pairs import PairEncoder, grouped_batches, load_pairs, pair_batch
-
-
-class DPOConfig(TrainConfig):
-    """``TrainConfig`` plus DPO's own knobs."""
-
-    beta: float = Field(0.1, gt=0, description="strength of the pull towards the reference")
-    ref_model: str | None = Field(None, description="reference model (default: the starting weights)")
 
 
 def reply_logps(model: Any, batch: dict[str, Any]) -> torch.Tensor:
@@ -175,5 +168,5 @@ def run_dpo(config: DPOConfig, console: Any = None) -> LoopState:
         accelerator, Artifacts(save_extras),
     )
     if accelerator.is_main_process:
-        console.print(f"saved {'model' if config.method == 'full' else 'adapter'} to {out}")
+        print_run_summary(console, state.log, out, "model" if config.method == "full" else "adapter")
     return state

@@ -134,16 +134,18 @@ def evaluate(model: str, adapter: str | None, identity: Identity, probes: list[P
 def configure(parser: argparse.ArgumentParser) -> None:
     kinds = parser.add_subparsers(dest="evaluation", metavar="EVALUATION", required=True)
     probe = kinds.add_parser("identity", help="identity pass rate and parrot rate on held-out prompts")
-    probe.add_argument("--model", required=True, type=InputPath, help="model folder (or an adapter folder, whose base is read from it)")
+    probe.add_argument("--model", required=True, type=InputPath,
+                       help="model folder (or an adapter folder, whose base is read from it)")
     probe.add_argument("--adapter", type=InputPath, help="a LoRA adapter folder to apply to --model")
-    probe.add_argument("--name", required=True)
-    probe.add_argument("--author", required=True)
-    probe.add_argument("--name-en")
-    probe.add_argument("--author-en")
+    probe.add_argument("--name", required=True, help="the name the model should give (e.g. 小州)")
+    probe.add_argument("--author", required=True, help="who the model should say made it (e.g. 神州数码)")
+    probe.add_argument("--name-en", help="the English name, if it has one (English answers may use either)")
+    probe.add_argument("--author-en", help="the English author name, if it has one (English answers may use either)")
     probe.add_argument("--questions", type=InputPath, metavar="FILE", help="identity questions (default: the shipped held-out set)")
     probe.add_argument("--general", type=InputPath, metavar="FILE", help="general prompts (default: the shipped set)")
     probe.add_argument("--report", type=OutputPath, metavar="OUT.json", help="write the full report, every answer included")
-    probe.add_argument("--max-new-tokens", type=int, default=128)
+    probe.add_argument("--max-new-tokens", type=int, default=128,
+                       help="longest answer in tokens; answers cut here are counted as not stopping (default 128)")
     probe.add_argument("--compare", type=InputPath, metavar="BASE", help="also evaluate BASE and print before/after side by side")
     probe.add_argument("--samples", type=int, default=4, help="answers to print per kind (default 4)")
 
@@ -153,13 +155,15 @@ def run(args: argparse.Namespace) -> int:
     from rich.progress import Progress
 
     from thresher.curate.io.writers import write_json
+    from thresher.train.metrics import LogProgress
 
     identity = Identity(name=args.name, author=args.author, name_en=args.name_en, author_en=args.author_en)
     console = Console()
     runs = [("base", args.compare, None)] if args.compare else []
     runs.append(("model", args.model, args.adapter))
     reports = {}
-    with Progress(console=console, transient=True) as progress:
+    progress_bar = Progress(console=console, transient=True) if console.is_terminal else LogProgress(console)
+    with progress_bar as progress:
         for label, model, adapter in runs:
             probes = load_probes(args.questions, args.general)
             task = progress.add_task(f"asking {label}", total=len(probes))

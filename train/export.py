@@ -34,7 +34,9 @@ def merge(adapter: str | Path, output: str | Path, base: str | None = None, dtyp
     from thresher.curate.errors import ThresherError
     from thresher.curate.io.writers import new_file_mode
     from thresher.train.inference import is_adapter, load_trained, stop_ids
+    from thresher.train.model_path import resolve_model
 
+    adapter = resolve_model(adapter)
     if not is_adapter(adapter):
         raise ThresherError(f"{adapter}: not a LoRA adapter folder (no adapter_config.json)")
     target = Path(output)

@@ -43,9 +43,13 @@ def load_trained(model: str | Path, adapter: str | Path | None = None, base: str
     from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
     from transformers.utils import logging as hf_logging
 
+    from thresher.train.model_path import resolve_model
+
     hf_logging.disable_progress_bar()
+    model = resolve_model(model)
+    adapter = resolve_model(adapter) if adapter is not None else None
     if adapter is None and is_adapter(model):
-        model, adapter = base or adapter_base(model), model
+        model, adapter = resolve_model(base or adapter_base(model)), model
     trained = Path(adapter) if adapter is not None else Path(model)
     try:
         tokenizer = AutoTokenizer.from_pretrained(trained)

@@ -19,11 +19,14 @@ last real token, and transformers finds it as "the rightmost token that is
 not ``pad_token_id``": when pad equals EOS (the usual fallback) and a reply
 ends in EOS, that is one token early. So for decoders thresher reads the
 score head's per-token output and takes the last position the attention
-mask marks as real (``last_token_scores``).
+mask marks as real (``last_token_scores``), and the saved model gets a pad
+token distinct from every end-of-turn token (``rm_input.distinct_pad``), so
+stock ``AutoModelForSequenceClassification`` pools at that same token.
 
 The output folder is a plain Hugging Face model or PEFT adapter plus the
-tokenizer and ``reward_model.json`` (input layout, max length, system
-prompt), which is all ``RewardScorer`` needs to score exactly as training did.
+tokenizer and ``reward_model.json`` (the exact input layout, max length,
+system prompt), which is all ``RewardScorer`` (or plain transformers code)
+needs to score exactly as training did.
 """
 
 from __future__ import annotations
@@ -33,60 +36,26 @@ import math
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 
 from thresher.curate.errors import ThresherError
 from thresher.curate.io.writers import write_json
 from thresher.schemas import Message
-from thresher.train.config import TrainConfig
+from thresher.train.config import RMConfig, TrainConfig
 from thresher.train.inference import ADAPTER_CONFIG, adapter_base
 from thresher.train.checkpoint import LoopState, check_output
 from thresher.train.loop import Artifacts, build_accelerator, train
+from thresher.train.metrics import print_run_summary
 from thresher.train.pairs import PairEncoder, PairReport, grouped_batches, load_pairs, load_scored, pair_batch, scored_batch
-from thresher.train.template import apply_template
+from thresher.train.rm_input import input_layout, is_encoder, load_rm_tokenizer  # noqa: F401 (public here too)
 
 RM_INFO = "reward_model.json"
 
 
-class RMConfig(TrainConfig):
-    """``TrainConfig`` plus the reward model's own knobs."""
-
-    loss: Literal["pairwise", "regression"] = "pairwise"
-    margin_field: str | None = Field(None, description="pair field (meta or top level) holding a required margin")
-    center_coef: float = Field(0.0, ge=0, description="weight of the reward-centering term (r_c + r_r)^2")
-
-
 # ---------------------------------------------------------------- model
-
-
-def is_encoder(model_path: str) -> bool:
-    """Encoder checkpoints (BERT, RoBERTa, DeBERTa, ModernBERT...) are the ones with a masked-LM head class."""
-    from transformers import AutoConfig
-    from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
-
-    try:
-        config = AutoConfig.from_pretrained(model_path)
-    except (OSError, ValueError) as exc:
-        raise ThresherError(f"cannot load {model_path}: {exc}") from None
-    return config.model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES
-
-
-def load_rm_tokenizer(model_path: str, chat_template: str | None = None) -> tuple[Any, str, list[str]]:
-    """(tokenizer, layout, added special tokens): chat layout for decoders, sentence pairs for encoders."""
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
-    layout, added = "pair", []
-    if not is_encoder(model_path):
-        layout = "chat"
-        _, added = apply_template(tokenizer, chat_template)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token  # scores are read from the attention mask, so pad == EOS is safe
-    return tokenizer, layout, added
 
 
 def load_reward_model(config: TrainConfig, tokenizer: Any, added_tokens: list[str]) -> Any:
@@ -288,7 +257,8 @@ def run_rm(config: RMConfig, console: Any = None) -> LoopState:
         examples, held = split_eval(examples, config.val_size, config.seed)
     if not examples:
         raise ThresherError(f"no usable preference records in {', '.join(config.data)} (see {out / 'data.removed.jsonl'})")
-    info = {"layout": layout, "max_len": config.max_len, "system": config.system, "loss": config.loss}
+    info = {"layout": layout, "max_len": config.max_len, "system": config.system, "loss": config.loss,
+            "input": input_layout(tokenizer, layout, config.system)}
     if accelerator.is_main_process:
         print_report("reward model", report, eval_report, len(held) if eval_report is None else 0, console)
         config.save(out)
@@ -304,7 +274,7 @@ def run_rm(config: RMConfig, console: Any = None) -> LoopState:
                                                                           config.seed + epoch, collate),
                   eval_set, accelerator, Artifacts(save_extras))
     if accelerator.is_main_process:
-        console.print(f"saved reward {'model' if config.method == 'full' else 'adapter'} to {out}")
+        print_run_summary(console, state.log, out, "reward " + ("model" if config.method == "full" else "adapter"))
     return state
 
 
@@ -318,7 +288,9 @@ class RewardScorer:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
-        folder = Path(model_dir)
+        from thresher.train.model_path import resolve_model
+
+        folder = Path(resolve_model(model_dir))
         if not (folder / RM_INFO).exists():
             raise ThresherError(f"{folder} is not a thresher reward model (no {RM_INFO}); train one with thresher train rm")
         info = json.loads((folder / RM_INFO).read_text(encoding="utf-8"))

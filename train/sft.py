@@ -25,6 +25,7 @@ from thresher.train.config import TrainConfig
 from thresher.train.data import IGNORE, DataReport, Example, end_of_turn_ids, load_examples, split_eval
 from thresher.train.checkpoint import LoopState, check_output
 from thresher.train.loop import Artifacts, build_accelerator, train
+from thresher.train.metrics import print_run_summary
 from thresher.train.template import apply_template
 
 RUN_INFO = "thresher_run.json"
@@ -201,7 +202,7 @@ def run_sft(config: TrainConfig, console: Any = None) -> LoopState:
         accelerator, Artifacts(save_extras),
     )
     if main:
-        console.print(f"saved {'model' if config.method == 'full' else 'adapter'} to {out}")
+        print_run_summary(console, state.log, out, "model" if config.method == "full" else "adapter")
     return state
 
 

@@ -3,7 +3,9 @@
 Template mismatch between training and inference is the most common way a
 fine-tune "forgets" what it learned, so the rule is simple and recorded:
 
-1. ``--chat-template FILE`` (a Jinja file) when given;
+1. ``--chat-template FILE`` (a Jinja file) or ``--chat-template NAME``, a
+   template shipped in ``prompts/templates/`` (LLaMA-Factory's ``template:``
+   names: qwen, llama3, chatml, glm4, mistral, default) when given;
 2. else the tokenizer's own ``chat_template``;
 3. else ChatML (below). Its turn markers are added to the tokenizer as special
    tokens when missing, and the template is saved with the output
@@ -38,6 +40,22 @@ CHATML_TOKENS = ("<|im_start|>", "<|im_end|>")
 
 TEMPLATE_FILE = "chat_template.jinja"
 
+#: Chat templates shipped as data files, by LLaMA-Factory's ``template:`` name.
+SHIPPED_TEMPLATES = ("qwen", "llama3", "chatml", "glm4", "mistral", "default")
+
+
+def template_text(value: str | Path) -> str:
+    """The Jinja text of a template file, or of a shipped template named ``value``."""
+    from thresher.curate.errors import ThresherError
+    from thresher.prompts import read_text
+
+    path = Path(value)
+    if path.is_file():
+        return path.read_text(encoding="utf-8")
+    if str(value) in SHIPPED_TEMPLATES:
+        return read_text(f"templates/{value}.jinja")
+    raise ThresherError(f"--chat-template {value}: no such file, nor a shipped template ({', '.join(SHIPPED_TEMPLATES)})")
+
 
 def apply_template(tokenizer: Any, template_file: str | Path | None = None) -> tuple[str, list[str]]:
     """Set ``tokenizer.chat_template`` by the rule above; return (source, special tokens added).
@@ -47,8 +65,8 @@ def apply_template(tokenizer: Any, template_file: str | Path | None = None) -> t
     """
     added: list[str] = []
     if template_file is not None:
-        tokenizer.chat_template = Path(template_file).read_text(encoding="utf-8")
-        return "file", added
+        tokenizer.chat_template = template_text(template_file)
+        return ("file" if Path(template_file).is_file() else f"shipped:{template_file}"), added
     if getattr(tokenizer, "chat_template", None):
         return "tokenizer", added
     vocab = tokenizer.get_vocab()

@@ -71,7 +71,14 @@ def file_type(path: str | os.PathLike[str]) -> tuple[str, bool]:
 
 
 def read_rows(path: str | os.PathLike[str]) -> Iterator[Row]:
-    """Stream every record of ``path`` as a ``Row``."""
+    """Stream every record of ``path`` as a ``Row``; a LLaMA-Factory folder (``DIR`` or
+    ``DIR:name1,name2``) yields the rows of its datasets, mapped as LLaMA-Factory maps them."""
+    from thresher.curate.io.llamafactory import dataset_spec, read_dataset_folder
+
+    spec = dataset_spec(path)
+    if spec is not None:
+        yield from read_dataset_folder(*spec)
+        return
     source = str(path)
     if not Path(path).exists():
         raise InputError(source, "no such file or folder")

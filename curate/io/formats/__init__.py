@@ -84,6 +84,24 @@ def detect(row: dict[str, Any]) -> str:
     raise RecordError("", f"unrecognised record format (keys: {keys})")
 
 
+def looks_like(row: dict[str, Any] | None, forced: str | None = None) -> str:
+    """What the records of a file seem to be, for the message when every one of them was rejected.
+
+    A ``--from`` that matches nothing is the usual cause (alpaca data read
+    with ``--from sharegpt``), so the hint names the detected format and says
+    what to pass instead.
+    """
+    if not isinstance(row, dict):
+        return "the records are not JSON objects"
+    try:
+        seen = detect(row)
+    except RecordError as exc:
+        return f"they match no known format ({exc.reason})"
+    if forced and forced != seen:
+        return f"they look like {seen} records, not {forced}: use --from {seen} or leave --from out"
+    return f"they look like {seen} records"
+
+
 def to_records(
     row: dict[str, Any],
     fmt: str | None = None,
@@ -115,4 +133,4 @@ def to_record(row: dict[str, Any], fmt: str | None = None, context: dict[str, An
     return to_records(row, fmt, context)[0]
 
 
-__all__ = ["FORMATS", "PARSERS", "RENDERERS", "CannotRender", "detect", "to_record", "to_records"]
+__all__ = ["FORMATS", "PARSERS", "RENDERERS", "CannotRender", "detect", "looks_like", "to_record", "to_records"]

@@ -1,7 +1,8 @@
 """TRL's standard and conversational ``prompt`` / ``completion`` / ``chosen`` / ``rejected``.
 
 Each field may be a plain string (standard format) or a list of messages
-(conversational format). Preference data with no ``prompt`` is TRL's
+(conversational format); both are read. Written rows are conversational
+unless asked otherwise (see ``render``). Preference data with no ``prompt`` is TRL's
 "implicit prompt" shape: ``chosen`` and ``rejected`` are whole conversations
 sharing every turn but the last, and the shared turns are the prompt.
 """
@@ -12,7 +13,7 @@ from typing import Any
 
 from thresher.schemas import Dialogue, Message, Preference, Record, json_type_name
 from thresher.curate.errors import RecordError
-from thresher.curate.io.formats.base import Mapped, MessageSource, as_dialogue, need, unsupported
+from thresher.curate.io.formats.base import CannotRender, Mapped, MessageSource, as_dialogue, need, unsupported
 from thresher.curate.io.formats.messages import message_list, render_message
 
 
@@ -64,29 +65,36 @@ def parse_preference(row: dict[str, Any]) -> Mapped:
     )
 
 
-def _render_side(messages: list[Message], role: str) -> str | list[dict[str, Any]]:
-    """TRL's standard (string) form when the side is one plain ``role`` turn, else the conversational list."""
-    if len(messages) == 1 and messages[0].role == role and not messages[0].tool_calls:
-        return messages[0].content
-    return [render_message(m) for m in messages]
+def _plain_side(messages: list[Message], role: str) -> str:
+    """One side in TRL's standard (string) form: exactly one plain ``role`` turn, or ``CannotRender``."""
+    if len(messages) != 1 or messages[0].role != role or messages[0].tool_calls:
+        raise CannotRender("only single-turn records without system prompt or tools fit prompt-completion --plain-text")
+    return messages[0].content
 
 
-def render(record: Record) -> dict[str, Any]:
+def render(record: Record, plain_text: bool = False, string_arguments: bool = False) -> dict[str, Any]:
     """A Dialogue or QA as ``prompt`` + ``completion`` (the final assistant turn);
-    a Preference as ``prompt`` + ``chosen`` + ``rejected``."""
+    a Preference as ``prompt`` + ``chosen`` + ``rejected``.
+
+    Every field is a message list (TRL's conversational form) unless
+    ``plain_text``, which writes strings and refuses what a string cannot
+    hold: so each column has one type in every row, as ``datasets`` and TRL need.
+    """
     record = as_dialogue(record)
     if isinstance(record, Dialogue):
-        row: dict[str, Any] = {
-            "prompt": _render_side(record.messages[:-1], "user"),
-            "completion": _render_side(record.messages[-1:], "assistant"),
-        }
-        if record.tools:
-            row["tools"] = record.tools
-        return row
-    if isinstance(record, Preference):
-        return {
-            "prompt": _render_side(record.prompt, "user"),
-            "chosen": _render_side([record.chosen], "assistant"),
-            "rejected": _render_side([record.rejected], "assistant"),
-        }
-    raise unsupported(record, "prompt-completion")
+        if plain_text and record.tools:
+            raise CannotRender("tool schemas do not fit prompt-completion --plain-text")
+        prompt, completion = record.messages[:-1], record.messages[-1:]
+        sides = {"prompt": (prompt, "user"), "completion": (completion, "assistant")}
+    elif isinstance(record, Preference):
+        sides = {"prompt": (record.prompt, "user"), "chosen": ([record.chosen], "assistant"),
+                 "rejected": ([record.rejected], "assistant")}
+    else:
+        raise unsupported(record, "prompt-completion")
+    if plain_text:
+        row: dict[str, Any] = {key: _plain_side(list(messages), role) for key, (messages, role) in sides.items()}
+    else:
+        row = {key: [render_message(m, string_arguments) for m in messages] for key, (messages, _) in sides.items()}
+    if isinstance(record, Dialogue) and record.tools:
+        row["tools"] = record.tools
+    return row
