@@ -357,8 +357,7 @@ def _read_datasets(source: str, _suffix: str, _gz: bool) -> Iterator[Row]:
         yield Row(source, number, {k: v for k, v in record.items() if v is not None})
 
 
-#: YAML files thresher reads (recipes, configs) are short and written by hand; parsing a bigger one
-#: in PyYAML's pure-Python loader would take minutes, so it is refused at once.
+#: YAML files thresher reads are short, hand-written; PyYAML would take minutes over a bigger one.
 MAX_YAML_BYTES = 1 << 20
 
 
@@ -367,11 +366,10 @@ def load_yaml_file(path: str | os.PathLike[str], what: str = "YAML file") -> Any
     deeper than ``MAX_DEPTH``, not YAML) is one ``InputError`` naming the file."""
     import yaml
 
-    source = str(path)
-    p = Path(path)
-    if p.is_dir():
-        raise InputError(source, f"is a folder, not a {what}")
+    source, p = str(path), Path(path)
     try:
+        if p.is_dir():
+            raise InputError(source, f"is a folder, not a {what}")
         size = p.stat().st_size
         if size > MAX_YAML_BYTES:
             raise InputError(source, f"{size:,} bytes is too big for a {what} (the limit is {MAX_YAML_BYTES:,})")
@@ -396,9 +394,6 @@ def _flow_depth(text: str) -> int:
     """The deepest nesting of YAML flow collections (``[...]``, ``{...}``) in ``text``."""
     depth = deepest = 0
     for char in text:
-        if char in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif char in "]}":
-            depth -= 1
+        depth += (char in "[{") - (char in "]}")
+        deepest = max(deepest, depth)
     return deepest
