@@ -55,14 +55,12 @@ def hf_datasets(src: Path, out: Path, cache: Path) -> None:
 
 
 def thresher(src: Path, out: Path) -> None:
-    from thresher.curate.convert import FileOutput, convert
-    from thresher.curate.stage import Stage, default_sidecar
+    from thresher.curate.convert import convert_paths
+    from thresher.curate.engines.local import LocalEngine
 
-    args = SimpleNamespace(paths=[str(src)], fmt=None, system=None, min_margin=0.0, label_template=None,
-                           allow_placeholders=False, last_turn=False)
-    with Stage("convert", default_sidecar(out, "rejects"), default_sidecar(out, "stats")) as stage, \
-            FileOutput(str(out), "messages") as output:
-        convert(args, stage, output)
+    args = SimpleNamespace(paths=[str(src)], output=str(out), to="messages", rejects=None, fmt=None, system=None,
+                           min_margin=0.0, label_template=None, allow_placeholders=False, last_turn=False)
+    stage, _, _ = convert_paths(args, LocalEngine(1))
     assert stage.kept == stage.records_in, stage.stats()
 
 

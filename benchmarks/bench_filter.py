@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import tempfile
 import time
@@ -62,11 +63,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="also time the filter on this many processes (default: the CPU count)")
     args = parser.parse_args()
 
-    from thresher.curate.filter.command import Filter, run_filter
-    from thresher.curate.filter.heuristics import load_rules
+    from thresher.curate.filter.command import configure, filter_paths
 
+    command = argparse.ArgumentParser()
+    configure(command)
     rng = random.Random(args.seed)
     with tempfile.TemporaryDirectory() as tmp:
         source = Path(tmp) / "mixed.jsonl"
@@ -80,18 +84,27 @@ def main() -> None:
         baseline, baseline_cpu = time.perf_counter() - start, time.process_time() - cpu
         assert parsed == args.records
 
-        start, cpu = time.perf_counter(), time.process_time()
-        stage = run_filter(Filter(load_rules()), [str(source)], str(Path(tmp) / "kept.jsonl"),
-                           str(Path(tmp) / "removed.jsonl"), str(Path(tmp) / "stats.json"))
-        filtered, filtered_cpu = time.perf_counter() - start, time.process_time() - cpu
+        timings = {}
+        for workers in sorted({1, args.workers}):
+            out = Path(tmp) / f"kept{workers}.jsonl"
+            start, cpu = time.perf_counter(), time.process_time()
+            stats = filter_paths(command.parse_args([str(source), "-o", str(out), "--workers", str(workers)]))
+            # CPU seconds of this process and, for a pool, of its children: on a shared machine wall time
+            # measures the neighbours as much as the code.
+            children = os.times().children_user + os.times().children_system
+            timings[workers] = (time.perf_counter() - start, time.process_time() - cpu + children)
 
-    stats = stage.stats()
     print(f"records: {args.records:,} (mixed zh/en; alpaca, sharegpt, messages)")
-    # CPU seconds too: on a shared machine wall time measures the neighbours as much as the code.
-    for name, wall, used in (("json.loads only", baseline, baseline_cpu), ("thresher filter", filtered, filtered_cpu)):
-        print(f"{name:<16}: {args.records / wall:>9,.0f} records/s wall ({wall:.2f} s), "
+    rows = [("json.loads only", baseline, baseline_cpu)]
+    rows += [(f"filter, {w} worker{'s' if w > 1 else ''}", wall, used) for w, (wall, used) in timings.items()]
+    for name, wall, used in rows:
+        print(f"{name:<18}: {args.records / wall:>9,.0f} records/s wall ({wall:.2f} s), "
               f"{args.records / used:>9,.0f} records per CPU-second")
-    print(f"filter / json.loads: {baseline / filtered:.4f}x wall, {baseline_cpu / filtered_cpu:.4f}x CPU")
+    one = timings[1]
+    print(f"filter / json.loads: {baseline / one[0]:.4f}x wall, {baseline_cpu / one[1]:.4f}x CPU")
+    if args.workers > 1:
+        wall = timings[args.workers][0]
+        print(f"{args.workers} workers / 1 worker: {one[0] / wall:.2f}x faster (wall; the ideal is {args.workers}x)")
     print(f"kept {stats['kept']:,}, removed {stats['removed_total']:,}: {stats['removed']}")
 
 

@@ -18,7 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from thresher.curate.validate import default_workers, validate_paths
+from thresher.curate.engines import usable_cores
+from thresher.curate.engines.local import LocalEngine
+from thresher.curate.validate import validate_paths
 
 EN = "the model data training answer question language user assistant helps with many tasks quickly and well".split()
 ZH = "我是一个人工智能助手可以回答问题帮助用户完成任务数据训练模型语言理解生成"
@@ -53,7 +55,7 @@ def generate(path: Path, count: int, seed: int = 0) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--records", type=int, default=200_000)
-    parser.add_argument("--workers", type=int, default=default_workers())
+    parser.add_argument("--workers", type=int, default=usable_cores())
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "bench.jsonl"
@@ -67,7 +69,7 @@ def main() -> None:
         bare = time.perf_counter() - start
 
         start = time.perf_counter()
-        summary = validate_paths([str(path)], workers=args.workers)
+        summary = validate_paths([str(path)], engine=LocalEngine(args.workers))
         checked = time.perf_counter() - start
 
     assert summary.total == args.records

@@ -28,12 +28,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "split": ("thresher.curate.split", "split into train/val/test without near-identical prompts straddling splits"),
     "stats": ("thresher.curate.stats", "dataset statistics: kinds, turns, lengths, languages, duplicates"),
     "schema": ("thresher.curate.schema_export", "export the JSON Schema of every record kind"),
-    "train": ("thresher.train.cli", "train a model: sft (full, LoRA, QLoRA), rm (reward model), dpo"),
+    "train": ("thresher.train.cli", "train a model: sft (full, LoRA, QLoRA), rm (reward model), dpo, ppo, grpo"),
     "score": ("thresher.train.score", "add a trained reward model's score to each record's meta"),
     "export": ("thresher.train.export", "export a trained model: merge a LoRA adapter into its base"),
     "chat": ("thresher.train.chat", "chat with a model or adapter in the terminal (streaming)"),
-    "model": ("thresher.train.tiny", "model utilities: build a tiny random model for smoke tests"),
-    "eval": ("thresher.train.eval_identity", "evaluate a model: identity pass rate and parrot rate"),
+    "model": ("thresher.train.model_command", "get a model: import a GGUF file (the shipped SmolLM2), or build a tiny one"),
+    "eval": ("thresher.train.eval_command", "evaluate a model: identity (pass and parrot rates), general ability (NLL, drift)"),
     "run": ("thresher.cli.recipe", "run a recipe: every stage of a job in order, resumable"),
 }
 

@@ -18,7 +18,12 @@ no second copy of any stage's logic. Example::
 
 ``inputs`` are relative to the recipe's folder; option values are passed as
 written, so name files there with ``${recipe_dir}/...`` (always defined) or
-``@stage``. Every stage writes under ``RUN_DIR/<stage name>/``. ``manifest.json`` records
+``@stage``. ``engine: ray`` (and ``ray_address: auto``) at the top, or
+``--engine ray --ray-address auto`` on the command line, runs every curation
+stage (validate, convert, dedup, filter, stats) on Ray; the results are the
+same, so the engine is not part of a stage's fingerprint. ``when: "${var}"``
+makes a stage optional: it runs only when the value is true (``--set
+var=true``), and is shown as ``off`` otherwise. Every stage writes under ``RUN_DIR/<stage name>/``. ``manifest.json`` records
 each stage's command line, input hashes, outputs, counts and seconds; a rerun
 skips a stage whose command line and input hashes are unchanged and whose
 outputs still exist, and ``--from STAGE`` reruns from that stage on.
@@ -33,10 +38,11 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from thresher.cli.manifest import collect_counts, content_hash, masked, read_json
 from thresher.cli.recipe_check import check_keys, check_stages, find_recipe, parse_sets, print_recipes
 from thresher.curate.errors import ThresherError
 from thresher.curate.io.readers import load_yaml_file
@@ -44,6 +50,8 @@ from thresher.curate.io.writers import write_json
 from thresher.curate.io.claims import InputPath, OutputPath
 
 MANIFEST = "manifest.json"
+#: Commands that take --engine/--ray-address (the curation stages that run on Ray).
+SCALABLE = frozenset({"validate", "convert", "dedup", "filter", "stats"})
 _VAR = re.compile(r"\$\{(\w+)\}")
 _REFERENCE = re.compile(r"@([\w.-]+?)(/[^:]+)?(:[\d.]+)?")
 
@@ -60,6 +68,7 @@ class StageSpec(BaseModel):
     output: str | None = None
     output_flag: str = "-o"
     accept_exit: list[int] = Field(default_factory=lambda: [0], description="exit codes that let the run go on")
+    when: bool = Field(True, description="run the stage only when true (e.g. a var switched on with --set)")
 
     @field_validator("name")
     @classmethod
@@ -76,6 +85,8 @@ class Recipe(BaseModel):
 
     description: str | None = None
     run_dir: str | None = None
+    engine: Literal["local", "ray"] | None = None
+    ray_address: str | None = None
     vars: dict[str, Any] = Field(default_factory=dict)
     stages: list[StageSpec]
 
@@ -139,7 +150,7 @@ class StageRun:
     """What happened to one stage in this run."""
 
     name: str
-    status: str  # "ran" | "skipped" | "failed"
+    status: str  # "ran" | "skipped" | "off"
     argv: list[str]
     seconds: float = 0.0
     counts: dict[str, Any] = field(default_factory=dict)
@@ -151,9 +162,11 @@ class Runner:
 
     def __init__(self, recipe: Recipe, recipe_path: Path, run_dir: Path) -> None:
         self.recipe, self.path, self.base, self.run_dir = recipe, recipe_path, recipe_path.parent, run_dir
+        if recipe.ray_address and recipe.engine != "ray":
+            raise ThresherError(f"{recipe_path}: ray_address needs engine: ray")
         self.outputs: dict[str, Path] = {}
         manifest = run_dir / MANIFEST
-        self.previous = _json(manifest) if manifest.exists() else {"stages": {}}
+        self.previous = read_json(manifest) if manifest.exists() else {"stages": {}}
         if not isinstance(self.previous, dict) or not isinstance(self.previous.get("stages"), dict):
             raise ThresherError(f"{manifest} is not a thresher manifest; delete it or choose another --out")
         self.manifest: dict[str, Any] = {"recipe": str(recipe_path), "stages": {}}
@@ -196,6 +209,13 @@ class Runner:
             args.extend([stage.output_flag, str(self.stage_dir(stage) / stage.output)])
         return args
 
+    def engine_flags(self, stage: StageSpec) -> list[str]:
+        """``--engine``/``--ray-address`` for a curation stage, unless its own options choose."""
+        if self.recipe.engine is None or stage.command.split()[0] not in SCALABLE or "engine" in stage.options:
+            return []
+        flags = ["--engine", self.recipe.engine]
+        return flags + (["--ray-address", self.recipe.ray_address] if self.recipe.ray_address else [])
+
     def _input_path(self, value: str) -> Path:
         path = Path(value)
         return path if path.is_absolute() else (self.base / path)
@@ -211,11 +231,15 @@ class Runner:
         forced = False
         results = []
         for stage in self.recipe.stages:
+            if not stage.when:
+                results.append(StageRun(stage.name, "off", []))
+                continue
             forced = forced or stage.name == start_from
             argv = self.argv(stage)
             if stage.output is not None:
                 self.outputs[stage.name] = self.stage_dir(stage) / stage.output
-            fingerprint = self.fingerprint(argv)
+            fingerprint = self.fingerprint(argv)  # where it runs does not change what it writes
+            argv += self.engine_flags(stage)
             previous = self.previous["stages"].get(stage.name)
             if not forced and previous and previous.get("fingerprint") == fingerprint and self._outputs_exist(stage):
                 self.manifest["stages"][stage.name] = previous
@@ -270,81 +294,6 @@ class Runner:
         return hashlib.blake2b(payload.encode(), digest_size=12).hexdigest()
 
 
-def masked(argv: list[str]) -> list[str]:
-    """``argv`` with the value of ``--api-key`` hidden: the manifest and errors must never hold a key."""
-    return ["[redacted]" if previous == "--api-key" else arg for arg, previous in zip(argv, ["", *argv[:-1]])]
-
-
-def content_hash(path: Path) -> str:
-    """blake2b of a file's bytes; for a folder, of every file's relative path, size and mtime.
-
-    Folders are model folders or stage outputs: reading a 15 GB base model on
-    every rerun to decide whether to skip would cost more than most stages.
-    """
-    digest = hashlib.blake2b(digest_size=12)
-    if path.is_file():
-        with open(path, "rb") as handle:
-            while chunk := handle.read(1 << 20):
-                digest.update(chunk)
-        return digest.hexdigest()
-    for file in sorted(p for p in path.rglob("*") if p.is_file()):
-        stat = file.stat()
-        digest.update(f"{file.relative_to(path)}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
-    return digest.hexdigest()
-
-
-def collect_counts(stage_dir: Path) -> dict[str, Any]:
-    """What a stage reported: counts from its stats JSON files, training and eval headlines."""
-    counts: dict[str, Any] = {}
-    for stats_file in sorted(stage_dir.rglob("*stats.json")):
-        stats = _json(stats_file)
-        if not isinstance(stats, dict):
-            continue
-        # The files' own counts when the stats give them (synthesis: output and rejects, every run so far);
-        # a resumed stage's per-run numbers would undercount what the files hold.
-        for part in [stats] if "kept" in stats or "stages" not in stats else stats["stages"]:
-            _add_counts(counts, part)
-    for path in stage_dir.rglob("metrics.jsonl"):
-        lines = path.read_text(encoding="utf-8").splitlines()
-        if lines:
-            last = json.loads(lines[-1])
-            counts["results"] = {k: round(v, 4) for k, v in last.items() if k in ("step", "loss", "eval_loss", "eval_accuracy")}
-    for path in stage_dir.rglob("report.json"):
-        report = _json(path)
-        if isinstance(report, dict) and {"total", "valid", "invalid"} <= report.keys():  # thresher validate
-            counts["in"] = report["total"]
-            counts["results"] = {"valid": report["valid"], "invalid": report["invalid"]}
-        if isinstance(report, dict) and "identity" in report:
-            counts["results"] = {
-                "identity_pass_rate": report["identity"]["rate"],
-                "parrot_rate": report["parrot"]["rate"],
-                **({"base_identity_pass_rate": report["base"]["identity"]["rate"],
-                    "base_parrot_rate": report["base"]["parrot"]["rate"]} if "base" in report else {}),
-            }
-    return counts
-
-
-def _json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None
-
-
-def _add_counts(counts: dict[str, Any], stats: dict[str, Any]) -> None:
-    """Sum one stats object into ``counts`` (synthesis names its output count ``records_written``)."""
-    aliases = {"records_written": "kept"}
-    for key in ("in", "kept", "removed_total", "written", "records_written"):
-        if isinstance(stats.get(key), (int, float)):
-            name = aliases.get(key, key)
-            counts[name] = counts.get(name, 0) + stats[key]
-    for field_name in ("removed", "failed"):
-        if isinstance(stats.get(field_name), dict):
-            removed = counts.setdefault("removed", {})
-            for reason, n in stats[field_name].items():
-                removed[reason] = removed.get(reason, 0) + n
-
-
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("recipe", nargs="?", type=InputPath, metavar="RECIPE.yaml|NAME",
                         help="the recipe file, or the name of a shipped recipe (see --list)")
@@ -353,6 +302,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="run folder (default: the recipe's run_dir, else ./thresher-run/<recipe name>)")
     parser.add_argument("--from", dest="start_from", metavar="STAGE", help="rerun from this stage on, even if unchanged")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="VAR=VALUE", help="override a recipe var")
+    parser.add_argument("--engine", choices=("local", "ray"),
+                        help="run the curation stages (validate, convert, dedup, filter, stats) here or on Ray "
+                             "(default: the recipe's engine, else local)")
+    parser.add_argument("--ray-address", metavar="ADDR",
+                        help="with --engine ray: the cluster to join (auto: the one `ray start --head` started)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -363,6 +317,10 @@ def run(args: argparse.Namespace) -> int:
         raise ThresherError("name a recipe file or a shipped recipe (thresher run --list)")
     path = find_recipe(args.recipe)
     recipe = load_recipe(path, parse_sets(args.overrides))
+    if args.engine or args.ray_address:
+        engine = args.engine or "ray"
+        address = (args.ray_address or recipe.ray_address) if engine == "ray" else None
+        recipe = recipe.model_copy(update={"engine": engine, "ray_address": address})
     run_dir = Path(args.out or recipe.run_dir or Path("thresher-run") / path.stem).resolve()
     results = Runner(recipe, path, run_dir).run(args.start_from)
     print_summary(results, run_dir)

@@ -9,6 +9,11 @@ final exchange instead. Reward data (``outputs: [{response, score}]``)
 expands into preference pairs and ``entity`` + ``facts`` rows into one QA
 per fact, so counts are kept in canonical records: records in = converted +
 rejected.
+
+Rows are parsed and rendered by ``--workers`` processes or a Ray cluster
+(``--engine ray``), piece by piece; ``-o OUT/`` writes one part per piece.
+A LLaMA-Factory folder is one dataset of one kind, so its records are
+written (and a second kind refused) in input order by this process.
 """
 
 from __future__ import annotations
@@ -19,17 +24,24 @@ from collections import Counter
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from thresher.schemas import QA, Dialogue, Preference, Record, Scored
+from thresher.curate.engines import Job
+from thresher.curate.engines import add_arguments as add_engine_arguments
+from thresher.curate.io.claims import InputPath, OutputPath
 from thresher.curate.errors import RecordError, ThresherError
 from thresher.curate.io.formats import FORMATS, RENDERERS, CannotRender, looks_like, to_records
 from thresher.curate.io.formats.base import as_dialogue
 from thresher.curate.io.llamafactory import STYLES, LlamaFactoryWriter
-from thresher.curate.io.readers import Row, read_rows
-from thresher.curate.stage import Stage, default_sidecar
-from thresher.curate.io.writers import RecordWriter, TabularError
-from thresher.curate.io.claims import InputPath, OutputPath
+from thresher.curate.io.readers import Row
+from thresher.curate.io.shards import read_piece
+from thresher.curate.io.writers import RecordWriter, TabularError, csv_row
+from thresher.curate.stage import PieceStage, Stage, default_sidecar
+
+if TYPE_CHECKING:
+    from thresher.curate.engines import Engine
+    from thresher.curate.io.shards import Piece
 
 TARGETS: tuple[str, ...] = (*RENDERERS, "llamafactory")
 ALLOW = {"allow_placeholders": True}
@@ -106,28 +118,46 @@ def render_options(args: argparse.Namespace) -> dict[str, bool]:
     return options
 
 
-class FileOutput:
-    """A plain output file in one target format (the suffix picks the file type)."""
+class Renderer:
+    """Records as rows of the target format, refusing (``CannotRender``) what the output cannot hold."""
 
-    def __init__(self, path: str, target: str, options: dict[str, bool] | None = None) -> None:
-        self.render = partial(RENDERERS[target], **(options or {}))
-        self.writer = RecordWriter(path)
+    def __init__(self, target: str, csv: bool = False, options: dict[str, bool] | None = None) -> None:
+        self.render, self.csv = partial(RENDERERS[target], **(options or {})), csv
 
-    def __enter__(self) -> FileOutput:
-        self.writer.__enter__()
-        return self
-
-    def write(self, record: Record) -> None:
+    def row(self, record: Record) -> dict[str, Any]:
         row = self.render(record)
         if "label" in record.meta:  # KTO desirability tag, as TRL's unpaired preference data spells it
             row["label"] = record.meta["label"]
-        try:
-            self.writer.write(row)
-        except TabularError as exc:
-            raise CannotRender(str(exc)) from None
+        if self.csv:
+            try:
+                csv_row(row)
+            except TabularError as exc:
+                raise CannotRender(str(exc)) from None
+        return row
 
-    def __exit__(self, *exc: Any) -> None:
-        self.writer.__exit__(*exc)
+
+class Kept:
+    """A worker's output: each rendered row is kept in the piece (its part file, or held for the driver)."""
+
+    def __init__(self, renderer: Renderer, out: PieceStage) -> None:
+        self.renderer, self.out = renderer, out
+
+    def write(self, record: Record) -> None:
+        self.out.keep(self.renderer.row(record))
+
+
+class Counted:
+    """This process's LLaMA-Factory output, counting each record it takes in ``stage``."""
+
+    def __init__(self, output: LlamaFactoryWriter, stage: Stage) -> None:
+        self.output, self.stage = output, stage
+
+    def write(self, record: Record) -> None:
+        self.output.write(record)
+        self.stage.keep()
+
+
+Parsed = list[Record] | RecordError
 
 
 @dataclass
@@ -139,40 +169,33 @@ class FileTally:
     sample: dict[str, Any] | None = None
     reasons: Counter[str] = field(default_factory=Counter)
 
-
-def convert(args: argparse.Namespace, stage: Stage, output: FileOutput | LlamaFactoryWriter) -> dict[str, FileTally]:
-    """Convert every row of ``args.paths`` into ``output``; every record is kept or removed in ``stage``."""
-    converter = Converter(args)
-    tallies: dict[str, FileTally] = {}
-    for path in args.paths:
-        tally = tallies.setdefault(path, FileTally())
-        for row in read_rows(path):
-            tally.rows += 1
-            tally.sample = tally.sample or row.data
-            convert_row(row, converter, stage, output, args.last_turn, tally)
-    return tallies
+    def add(self, other: FileTally) -> None:
+        """A later piece of the same input."""
+        self.rows += other.rows
+        self.kept += other.kept
+        self.sample = self.sample or other.sample
+        self.reasons.update(other.reasons)
 
 
-def convert_row(row: Row, converter: Converter, stage: Stage, output: FileOutput | LlamaFactoryWriter,
-                keep_last_turn: bool, tally: FileTally) -> None:
-    """Keep or remove the records of one row."""
-    try:
-        records = converter.records(row)
-    except RecordError as exc:
+def convert_row(row: Row, parsed: Parsed, stage: Stage | PieceStage, output: Kept | Counted, last: bool,
+                tally: FileTally) -> None:
+    """Every record of one row into ``output`` (which counts it kept) or into ``stage``'s rejects."""
+    tally.rows += 1
+    tally.sample = tally.sample or row.data
+    if isinstance(parsed, RecordError):
         stage.seen()
-        stage.remove(row, reason_of(exc), field=exc.field, error=exc.reason)
-        tally.reasons[reason_of(exc)] += 1
+        stage.remove(row, reason_of(parsed), field=parsed.field, error=parsed.reason)
+        tally.reasons[reason_of(parsed)] += 1
         return
-    stage.seen(len(records))
-    for part, record in enumerate(records):
-        detail = {"part": part, "parts": len(records)} if len(records) > 1 else {}
+    stage.seen(len(parsed))
+    for part, record in enumerate(parsed):
+        detail = {"part": part, "parts": len(parsed)} if len(parsed) > 1 else {}
         try:
-            write_one(output, record, keep_last_turn)
+            write_one(output, record, last)
         except CannotRender as exc:
             stage.remove(row, exc.reason, **detail)
             tally.reasons[exc.reason] += 1
             continue
-        stage.keep()
         tally.kept += 1
 
 
@@ -190,7 +213,74 @@ def check_inputs(tallies: dict[str, FileTally], forced: str | None) -> bool:
     return failed
 
 
-def write_one(output: FileOutput | LlamaFactoryWriter, record: Record, keep_last_turn: bool) -> None:
+class ConvertJob(Job):
+    """Parse one piece; render and keep or reject each record (file targets), or hand the parsed
+    records back (``parse_only``: a LLaMA-Factory folder, written in order by the driver)."""
+
+    def __init__(self, args: argparse.Namespace, csv: bool = False, parse_only: bool = False) -> None:
+        self.args, self.csv, self.parse_only = args, csv, parse_only
+        self.converter: Converter | None = None
+
+    def setup(self) -> None:
+        self.converter = Converter(self.args)
+
+    def parse(self, row: Row) -> Parsed:
+        assert self.converter is not None, "setup() first"
+        try:
+            return self.converter.records(row)
+        except RecordError as exc:
+            return exc
+
+    def __call__(self, piece: Piece) -> Any:
+        if self.parse_only:
+            return [(row, self.parse(row)) for row in read_piece(piece)]
+        tally = FileTally()
+        with PieceStage("convert", piece, self.parts) as out:
+            kept = Kept(Renderer(self.args.to, self.csv, render_options(self.args)), out)
+            for row in read_piece(piece):
+                convert_row(row, self.parse(row), out, kept, self.args.last_turn, tally)
+        out.result.note = tally
+        return out.result
+
+
+def convert_paths(args: argparse.Namespace, engine: Engine) -> tuple[Stage, Path, dict[str, FileTally]]:
+    """Convert ``args.paths`` into ``args.output`` on ``engine``; returns the finished Stage, the rejects path
+    and each input's tally."""
+    from thresher.curate.io.parts import Parts, is_folder_output
+    from thresher.curate.io.shards import expand_inputs, plan
+    from thresher.curate.stage import run_pieces
+
+    render_options(args)  # a flag the target has no use for is refused before any work
+    pieces = plan(expand_inputs(args.paths))
+    tallies = {piece.path: FileTally() for piece in pieces}
+    out = Path(args.output)
+    if args.to == "llamafactory":
+        if out.exists() and not out.is_dir():
+            raise ThresherError(f"{out}: llamafactory output must be a folder")
+        rejects = Path(args.rejects) if args.rejects else default_sidecar(out, "rejects")
+        output = LlamaFactoryWriter(out, args.name, args.style)
+        with Stage("convert", rejects, default_sidecar(out, "stats")) as stage, output:
+            counted = Counted(output, stage)
+            for piece, parsed_rows in zip(pieces, engine.map(ConvertJob(args, parse_only=True), pieces)):
+                for row, parsed in parsed_rows:
+                    convert_row(row, parsed, stage, counted, args.last_turn, tallies[piece.path])
+        return stage, rejects, tallies
+
+    def note(piece: Piece, tally: FileTally) -> None:
+        tallies[piece.path].add(tally)
+
+    if is_folder_output(out):
+        stage = run_pieces("convert", engine, ConvertJob(args), pieces, str(out), args.rejects,
+                           removed_name="rejects", on_note=note)
+        return stage, Parts.of(out, args.rejects, None, "rejects").removed, tallies
+    csv = RecordWriter(out).type == ".csv"  # also refuses an unknown suffix, before any work
+    rejects = Path(args.rejects) if args.rejects else default_sidecar(out, "rejects")
+    stage = run_pieces("convert", engine, ConvertJob(args, csv), pieces, str(out), str(rejects),
+                       removed_name="rejects", on_note=note)
+    return stage, rejects, tallies
+
+
+def write_one(output: Kept | Counted, record: Record, keep_last_turn: bool) -> None:
     """Write ``record``; with ``keep_last_turn``, retry with only its final exchange when it does not fit."""
     try:
         output.write(record)
@@ -211,9 +301,10 @@ def reason_of(exc: RecordError) -> str:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("paths", nargs="+", type=InputPath, metavar="IN", help="record files or datasets folders")
+    parser.add_argument("paths", nargs="+", type=InputPath, metavar="IN", help="record files, folders of them, globs, datasets folders")
     parser.add_argument("-o", "--output", required=True, type=OutputPath, metavar="OUT",
-                        help="output file (.jsonl/.json/.parquet/.csv, .gz allowed) or, for llamafactory, a folder")
+                        help="output file (.jsonl/.json/.parquet/.csv, .gz allowed), a folder OUT/ for one part per "
+                             "piece, or, for llamafactory, its data folder")
     parser.add_argument("--to", required=True, choices=TARGETS, help="target format")
     parser.add_argument("--from", dest="fmt", choices=FORMATS, help="force the source format instead of detecting it")
     parser.add_argument("--system", metavar="TEXT", help="set or override the system prompt of every output record")
@@ -237,28 +328,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--string-arguments", action="store_true",
                         help="messages/prompt-completion: write tool-call arguments as JSON text (OpenAI's fine-tuning "
                              "upload format) instead of objects (what chat templates and TRL read)")
+    add_engine_arguments(parser, "processes converting pieces of the input")
 
 
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.markup import escape
 
+    from thresher.curate.engines import engine_from
+
     if args.label_template and args.label_template not in ("zh", "en") and "{text}" not in args.label_template:
         raise ThresherError("--label-template must be zh, en, or contain {text}")
-    options = render_options(args)
-    out = Path(args.output)
-    rejects = Path(args.rejects) if args.rejects else default_sidecar(out, "rejects")
-    if args.to == "llamafactory":
-        if out.exists() and not out.is_dir():
-            raise ThresherError(f"{out}: llamafactory output must be a folder")
-        output: FileOutput | LlamaFactoryWriter = LlamaFactoryWriter(out, args.name, args.style)
-    else:
-        try:
-            output = FileOutput(str(out), args.to, options)
-        except ValueError as exc:
-            raise ThresherError(str(exc)) from None
-    with Stage("convert", rejects, default_sidecar(out, "stats")) as stage, output:
-        tallies = convert(args, stage, output)
+    stage, rejects, tallies = convert_paths(args, engine_from(args))
     stats = stage.stats()
     reasons = ", ".join(f"{reason}: {n}" for reason, n in sorted(stats["removed"].items(), key=lambda kv: -kv[1]))
     line = f"convert: {stats['in']} records in, {stats['kept']} converted to {args.to}, {stats['removed_total']} rejected"

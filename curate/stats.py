@@ -11,6 +11,12 @@ averages the two middle values of an even count.
 
 The tokenizer is loaded with transformers' ``AutoTokenizer`` from a local
 folder only (never the hub), and only when asked for.
+
+Each piece of a file (``thresher.curate.io.shards``) is tallied by a worker
+(``--workers`` processes, or Ray with ``--engine ray``; the tokenizer is
+loaded once per worker) and the tallies of a file are added up in order, so
+every figure, medians and first-seen orders included, is the one a single
+pass would give.
 """
 
 from __future__ import annotations
@@ -19,15 +25,22 @@ import argparse
 import math
 import statistics
 from collections import Counter, defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from thresher.curate.engines import Job
+from thresher.curate.engines import add_arguments as add_engine_arguments
 from thresher.curate.errors import RecordError, ThresherError
 from thresher.curate.io.formats import to_records
-from thresher.curate.io.readers import read_rows
+from thresher.curate.io.shards import read_piece
 from thresher.curate.text.fields import texts_of
 from thresher.curate.text.scripts import script_language
 from thresher.curate.io.claims import InputPath
+
+if TYPE_CHECKING:
+    from thresher.curate.engines import Engine
+    from thresher.curate.io.shards import Piece
 
 TOP_SYSTEMS = 5
 #: The language mix stats reports: every language but these two counts as ``other``.
@@ -71,65 +84,115 @@ class TokenCounter:
         return [len(ids) for ids in encoded]
 
 
-def file_stats(path: str, tokens: TokenCounter | None = None) -> dict[str, Any]:
-    """Every figure ``thresher stats`` reports for one file."""
-    kinds: Counter[str] = Counter()
-    languages: Counter[str] = Counter({lang: 0 for lang in LANGUAGES})
-    systems: Counter[str] = Counter()
-    empty: Counter[str] = Counter()
-    chars: dict[str, list[int]] = defaultdict(list)
-    texts: dict[str, list[str]] = defaultdict(list)
-    turn_counts: list[int] = []
-    seen: set[str] = set()
-    rows = duplicates = 0
-    for row in read_rows(path):
-        rows += 1
-        if row.data is None:
-            kinds["invalid"] += 1
-            continue
-        empty.update(key for key, value in row.data.items() if is_empty(value))
-        try:
-            records = to_records(row.data, context={"allow_placeholders": True})
-        except RecordError:
-            kinds["invalid"] += 1
-            continue
-        for record in records:
-            kinds[record.kind] += 1
-            duplicates += record.id in seen
-            seen.add(record.id)
-            record_texts = texts_of(record)
-            turn_counts.append(record_texts.turn_count)
-            by_field = record_texts.by_role()
-            lang = script_language("\n".join(t for values in by_field.values() for t in values)).lang
-            languages[lang if lang in LANGUAGES else "other"] += 1
-            if record_texts.system:
-                systems[record_texts.system] += 1
-            for name, values in by_field.items():
-                chars[name] += [len(v) for v in values]
-                if tokens is not None:
-                    texts[name] += values
-    result: dict[str, Any] = {
-        "file": path,
-        "rows": rows,
-        "records": sum(n for kind, n in kinds.items() if kind != "invalid"),
-        "kinds": dict(kinds),
-        "turns": summary(turn_counts),
-        "chars": {name: summary(values) for name, values in chars.items()},
-        "languages": dict(languages),
-        "system_prompts": {"distinct": len(systems), "records": sum(systems.values()),
-                           "top": [{"text": t, "records": n} for t, n in systems.most_common(TOP_SYSTEMS)]},
-        "duplicates": duplicates,
-        "empty_fields": dict(empty),
-    }
-    if tokens is not None:
-        result["tokens"] = {name: summary(tokens.lengths(values)) for name, values in texts.items()}
-    return result
+@dataclass
+class Tally:
+    """The raw counts of one piece (or, added up, of one file); ``report`` turns them into figures."""
+
+    rows: int = 0
+    kinds: Counter[str] = field(default_factory=Counter)
+    languages: Counter[str] = field(default_factory=lambda: Counter({lang: 0 for lang in LANGUAGES}))
+    systems: Counter[str] = field(default_factory=Counter)
+    empty: Counter[str] = field(default_factory=Counter)
+    chars: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
+    tokens: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
+    turn_counts: list[int] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)  # in order: duplicates are counted across pieces
+
+    def add(self, other: Tally) -> None:
+        """Append a later piece's counts (first-seen orders stay those of one pass)."""
+        self.rows += other.rows
+        for mine, theirs in ((self.kinds, other.kinds), (self.languages, other.languages),
+                             (self.systems, other.systems), (self.empty, other.empty)):
+            mine.update(theirs)
+        for mine_lists, their_lists in ((self.chars, other.chars), (self.tokens, other.tokens)):
+            for name, values in their_lists.items():
+                mine_lists[name] += values
+        self.turn_counts += other.turn_counts
+        self.ids += other.ids
+
+    def report(self, path: str, with_tokens: bool) -> dict[str, Any]:
+        """Every figure ``thresher stats`` reports for one file."""
+        result: dict[str, Any] = {
+            "file": path,
+            "rows": self.rows,
+            "records": sum(n for kind, n in self.kinds.items() if kind != "invalid"),
+            "kinds": dict(self.kinds),
+            "turns": summary(self.turn_counts),
+            "chars": {name: summary(values) for name, values in self.chars.items()},
+            "languages": dict(self.languages),
+            "system_prompts": {"distinct": len(self.systems), "records": sum(self.systems.values()),
+                               "top": [{"text": t, "records": n} for t, n in self.systems.most_common(TOP_SYSTEMS)]},
+            "duplicates": len(self.ids) - len(set(self.ids)),
+            "empty_fields": dict(self.empty),
+        }
+        if with_tokens:
+            result["tokens"] = {name: summary(values) for name, values in self.tokens.items()}
+        return result
+
+
+class StatsJob(Job):
+    """Tally one piece; with ``--tokenizer``, count tokens per field too (the tokenizer loaded once per worker)."""
+
+    def __init__(self, tokenizer: str | None) -> None:
+        self.tokenizer = tokenizer
+        self.loads_models = tokenizer is not None
+        self.tokens: TokenCounter | None = None
+
+    def setup(self) -> None:
+        self.tokens = TokenCounter(self.tokenizer) if self.tokenizer else None
+
+    def __call__(self, piece: Piece) -> Tally:
+        tally = Tally()
+        texts: dict[str, list[str]] = defaultdict(list)
+        for row in read_piece(piece):
+            tally.rows += 1
+            if row.data is None:
+                tally.kinds["invalid"] += 1
+                continue
+            tally.empty.update(key for key, value in row.data.items() if is_empty(value))
+            try:
+                records = to_records(row.data, context={"allow_placeholders": True})
+            except RecordError:
+                tally.kinds["invalid"] += 1
+                continue
+            for record in records:
+                tally.kinds[record.kind] += 1
+                tally.ids.append(record.id)
+                record_texts = texts_of(record)
+                tally.turn_counts.append(record_texts.turn_count)
+                by_field = record_texts.by_role()
+                lang = script_language("\n".join(t for values in by_field.values() for t in values)).lang
+                tally.languages[lang if lang in LANGUAGES else "other"] += 1
+                if record_texts.system:
+                    tally.systems[record_texts.system] += 1
+                for name, values in by_field.items():
+                    tally.chars[name] += [len(v) for v in values]
+                    if self.tokens is not None:
+                        texts[name] += values
+        if self.tokens is not None:
+            for name, values in texts.items():
+                tally.tokens[name] = self.tokens.lengths(values)
+        return tally
+
+
+def path_stats(paths: list[str], engine: Engine, tokenizer: str | None = None) -> list[dict[str, Any]]:
+    """The figures of every file of ``paths`` (folders and globs expanded), in order."""
+    from thresher.curate.io.shards import expand_inputs, plan
+
+    if tokenizer and not Path(tokenizer).is_dir():
+        raise ThresherError(f"--tokenizer {tokenizer}: must be a local folder holding a tokenizer")
+    pieces = plan(expand_inputs(paths))
+    tallies: dict[str, Tally] = {}
+    for piece, tally in zip(pieces, engine.map(StatsJob(tokenizer), pieces)):
+        tallies.setdefault(piece.path, Tally()).add(tally)
+    return [tally.report(path, tokenizer is not None) for path, tally in tallies.items()]
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("paths", nargs="+", type=InputPath, metavar="IN", help="record files or datasets folders")
+    parser.add_argument("paths", nargs="+", type=InputPath, metavar="IN", help="record files, folders of them, globs, datasets folders")
     parser.add_argument("--tokenizer", type=InputPath, metavar="PATH", help="local tokenizer folder: also count tokens per field")
     parser.add_argument("--json", action="store_true", help="print one JSON object per run instead of tables")
+    add_engine_arguments(parser, "processes tallying pieces of the input")
 
 
 def _fmt(value: float) -> str:
@@ -176,8 +239,9 @@ def run(args: argparse.Namespace) -> int:
 
     from rich.console import Console
 
-    tokens = TokenCounter(args.tokenizer) if args.tokenizer else None
-    results = [file_stats(path, tokens) for path in args.paths]
+    from thresher.curate.engines import engine_from
+
+    results = path_stats(args.paths, engine_from(args), args.tokenizer)
     if args.json:
         print(json.dumps({"files": results}, ensure_ascii=False, indent=2))
         return 0

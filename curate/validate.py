@@ -9,26 +9,27 @@ cannot be read as a whole.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from functools import partial
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from thresher.schemas import QA, Dialogue, Record
+from thresher.curate.engines import Job
+from thresher.curate.engines import add_arguments as add_engine_arguments
+from thresher.curate.io.claims import InputPath, OutputPath
 from thresher.curate.errors import InputError, RecordError
 from thresher.curate.io.formats import FORMATS, looks_like, to_record
-from thresher.curate.io.readers import Row, Shard, file_type, jsonl_shards, read_jsonl_shard, read_rows
-from thresher.curate.io.claims import InputPath, OutputPath
+from thresher.curate.io.readers import Row
+from thresher.curate.io.shards import expand_inputs, plan, read_piece
+
+if TYPE_CHECKING:
+    from thresher.curate.engines import Engine
+    from thresher.curate.io.shards import Piece
 
 KIND_CHOICES = ("auto", "dialogue", "qa", "preference", "scored", "document")
 LISTING_CAP = 50
-#: JSONL files at least this large are validated by worker processes.
-PARALLEL_MIN_BYTES = 4 << 20
-SHARD_BYTES = 4 << 20
 
 
 @dataclass(slots=True)
@@ -119,10 +120,23 @@ def check_row(row: Row, kind: str = "auto", fmt: str | None = None) -> Problem |
     return Problem(row.source, row.line, "", mismatch, row.data) if mismatch else None
 
 
-def default_workers() -> int:
-    """Worker processes for large JSONL inputs: the cores this process may use, at most 8."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, min(cores, 8))
+class ValidateJob(Job):
+    """Check every row of one piece: (rows read, problems in order, the error that stopped the piece)."""
+
+    def __init__(self, kind: str, fmt: str | None) -> None:
+        self.kind, self.fmt = kind, fmt
+
+    def __call__(self, piece: Piece) -> tuple[int, list[Problem], InputError | None]:
+        count, problems = 0, []
+        try:
+            for row in read_piece(piece):
+                count += 1
+                problem = check_row(row, self.kind, self.fmt)
+                if problem is not None:
+                    problems.append(problem)
+        except InputError as exc:
+            return count, problems, exc
+        return count, problems, None
 
 
 def validate_paths(
@@ -130,90 +144,70 @@ def validate_paths(
     kind: str = "auto",
     fmt: str | None = None,
     on_problem: Callable[[Problem], None] | None = None,
-    workers: int = 1,
+    engine: Engine | None = None,
+    shard_bytes: int | None = None,
 ) -> Summary:
-    """Validate every record of every path; unreadable inputs are collected, not raised.
+    """Validate every record of every path (files, folders, globs); unreadable inputs are collected, not raised.
 
-    Large JSONL files are checked by ``workers`` processes (parsing and
-    validation are CPU-bound and independent per line); problems still come
-    back in file order, so output does not depend on the worker count.
+    The inputs are cut into pieces that ``engine`` checks in parallel (parsing
+    and validation are CPU-bound and independent per line); problems still
+    come back in file order, so output does not depend on the engine or the
+    worker count. A file stops counting at its first unreadable piece.
     """
+    from thresher.curate.engines.local import LocalEngine
+
     summary = Summary()
+    files: list[str] = []
     for path in paths:
-        counts = summary.files.setdefault(path, FileCounts())
         try:
-            for count, problems in _check_file(path, kind, fmt, workers):
-                counts.records += count
-                counts.invalid += len(problems)
-                if counts.sample is None and problems:
-                    counts.sample = problems[0].record
-                summary.problems.extend(problems)
-                if on_problem is not None:
-                    for problem in problems:
-                        on_problem(problem)
+            files += expand_inputs([path])
         except InputError as exc:
+            summary.files.setdefault(path, FileCounts()).unreadable = True
             summary.unreadable.append(exc)
+    pieces = plan(files, shard_bytes)
+    stopped: set[str] = set()
+    for piece, (count, problems, error) in zip(pieces, (engine or LocalEngine(1)).map(ValidateJob(kind, fmt), pieces)):
+        counts = summary.files.setdefault(piece.path, FileCounts())
+        if piece.path in stopped:
+            continue
+        counts.records += count
+        counts.invalid += len(problems)
+        if counts.sample is None and problems:
+            counts.sample = problems[0].record
+        summary.problems.extend(problems)
+        if on_problem is not None:
+            for problem in problems:
+                on_problem(problem)
+        if error is not None:
+            summary.unreadable.append(error)
             counts.unreadable = True
+            stopped.add(piece.path)
     return summary
 
 
-def _check_file(path: str, kind: str, fmt: str | None, workers: int) -> Iterator[tuple[int, list[Problem]]]:
-    """Yield (records checked, problems) per shard (parallel) or per record."""
-    if workers > 1 and _worth_parallel(path):
-        import multiprocessing
-
-        with multiprocessing.Pool(workers) as pool:
-            yield from pool.imap(partial(_check_shard, path, kind, fmt), jsonl_shards(path, SHARD_BYTES))
-        return
-    for row in read_rows(path):
-        problem = check_row(row, kind, fmt)
-        yield 1, [problem] if problem else []
-
-
-def _worth_parallel(path: str) -> bool:
-    try:
-        return file_type(path) == (".jsonl", False) and Path(path).stat().st_size >= PARALLEL_MIN_BYTES
-    except (InputError, OSError):
-        return False  # let the sequential reader report it
-
-
-def _check_shard(source: str, kind: str, fmt: str | None, shard: Shard) -> tuple[int, list[Problem]]:
-    """Worker: read, parse and check one shard of a JSONL file."""
-    count, problems = 0, []
-    for row in read_jsonl_shard(source, shard):
-        count += 1
-        problem = check_row(row, kind, fmt)
-        if problem is not None:
-            problems.append(problem)
-    return count, problems
-
-
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("paths", nargs="+", type=InputPath, metavar="PATH", help="record files or datasets folders")
+    parser.add_argument("paths", nargs="+", type=InputPath, metavar="PATH", help="record files, folders of them, globs, datasets folders")
     parser.add_argument("--kind", choices=KIND_CHOICES, default="auto", help="record kind every record must be")
     parser.add_argument("--from", dest="fmt", choices=FORMATS, help="force the record format instead of detecting it")
     parser.add_argument("--rejects", type=OutputPath, metavar="FILE", help="write every invalid record as read, with its error (JSONL)")
     parser.add_argument("--report", type=OutputPath, metavar="FILE", help="write a JSON report of all errors")
-    parser.add_argument(
-        "--workers", type=int, default=default_workers(), metavar="N",
-        help="processes for large JSONL files (default: usable cores, at most 8)",
-    )
+    add_engine_arguments(parser, "processes checking pieces of the input")
 
 
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    from thresher.curate.engines import engine_from
     from thresher.curate.io.writers import JsonlWriter, write_json
 
+    engine = engine_from(args)
     if args.rejects:
         with JsonlWriter(args.rejects) as rejects:
             summary = validate_paths(
-                args.paths, args.kind, args.fmt,
-                lambda p: rejects.write({**p.as_dict(), "record": p.record}),
-                args.workers,
+                args.paths, args.kind, args.fmt, lambda p: rejects.write({**p.as_dict(), "record": p.record}), engine,
             )
     else:
-        summary = validate_paths(args.paths, args.kind, args.fmt, workers=args.workers)
+        summary = validate_paths(args.paths, args.kind, args.fmt, engine=engine)
     if args.report:
         write_json(args.report, summary.report())
     print_summary(summary, Console())

@@ -114,3 +114,9 @@ def general_prompts(lang: str | None = None) -> list[dict[str, str]]:
     """Ordinary non-identity prompts ``{"lang", "prompt"}``: a model must answer these without naming itself."""
     rows = _jsonl("identity/general_prompts.jsonl")
     return [row for row in rows if lang is None or row["lang"] == lang]
+
+
+def general_heldout(lang: str | None = None) -> list[dict[str, str]]:
+    """The held-out general set ``{"lang", "category", "prompt", "reference"}`` (see ``general/README.md``)."""
+    rows = _jsonl("general/heldout.jsonl")
+    return [row for row in rows if lang is None or row["lang"] == lang]

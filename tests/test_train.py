@@ -349,13 +349,14 @@ def test_identity_learned_and_adapter_reloads_with_plain_peft(models, identity_r
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from thresher.train.inference import generate_reply
+    from thresher.train.generate import generate_batch
 
     tok = AutoTokenizer.from_pretrained(identity_run)
     base = AutoModelForCausalLM.from_pretrained(models["llama"], dtype=torch.float32)
-    before, _ = generate_reply(base, tok, [{"role": "user", "content": "Who are you?"}], max_new_tokens=20)
+    before = generate_batch(base, tok, [[{"role": "user", "content": "Who are you?"}]], max_new_tokens=20)[0].text
     model = PeftModel.from_pretrained(base, str(identity_run)).eval()
-    reply, stopped = generate_reply(model, tok, [{"role": "user", "content": "Who are you?"}], max_new_tokens=40)
+    [answer] = generate_batch(model, tok, [[{"role": "user", "content": "Who are you?"}]], max_new_tokens=40)
+    reply, stopped = answer.text, answer.stopped
     assert "Thresh" not in before
     assert "Thresh" in reply and "Acme" in reply
     assert stopped  # ended at <|im_end|>, not at the token limit

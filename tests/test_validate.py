@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from thresher.curate import validate as validate_module
+from thresher.curate.engines import local as local_engine
+from thresher.curate.engines.local import LocalEngine
 from thresher.curate.errors import RecordError
 from thresher.curate.io.formats import detect, to_record
 from thresher.curate.validate import validate_paths
@@ -170,10 +171,9 @@ def test_parallel_validation_matches_sequential(tmp_path, monkeypatch):
         else:
             lines.append(json.dumps({"instruction": f"q{i}", "input": "", "output": f"a{i}"}))
     path.write_text("\n".join(lines) + "\n")
-    monkeypatch.setattr(validate_module, "PARALLEL_MIN_BYTES", 0)
-    monkeypatch.setattr(validate_module, "SHARD_BYTES", 4096)
-    sequential = validate_paths([str(path)], workers=1)
-    parallel = validate_paths([str(path)], workers=2)
+    monkeypatch.setattr(local_engine, "PARALLEL_MIN_BYTES", 0)
+    sequential = validate_paths([str(path)], engine=LocalEngine(1), shard_bytes=4096)
+    parallel = validate_paths([str(path)], engine=LocalEngine(2), shard_bytes=4096)
     assert parallel.total == sequential.total == 5000
     assert [str(p) for p in parallel.problems] == [str(p) for p in sequential.problems]
     assert sequential.invalid == 6 + 9
@@ -183,8 +183,7 @@ def test_parallel_validation_reports_undecodable_bytes_with_their_line(tmp_path,
     path = tmp_path / "big.jsonl"
     good = json.dumps({"text": "fine"}).encode()
     path.write_bytes(b"\n".join([good] * 3000 + [b'{"text": "\xff"}'] + [good] * 10) + b"\n")
-    monkeypatch.setattr(validate_module, "PARALLEL_MIN_BYTES", 0)
-    monkeypatch.setattr(validate_module, "SHARD_BYTES", 4096)
-    summary = validate_paths([str(path)], workers=2)
+    monkeypatch.setattr(local_engine, "PARALLEL_MIN_BYTES", 0)
+    summary = validate_paths([str(path)], engine=LocalEngine(2), shard_bytes=4096)
     assert [e.line for e in summary.unreadable] == [3001]
     assert "not UTF-8 text" in str(summary.unreadable[0])

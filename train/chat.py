@@ -44,16 +44,17 @@ def user_turns(stream=sys.stdin):  # noqa: ANN001, ANN201 - a text stream in, st
 def run(args: argparse.Namespace) -> int:
     from transformers import TextStreamer
 
-    from thresher.train.inference import generate_reply, load_trained
+    from thresher.train.generate import generate_batch
+    from thresher.train.inference import load_trained
 
     model, tokenizer = load_trained(args.model, args.adapter)
     system = [{"role": "system", "content": args.system}] if args.system else []
     history: list[dict[str, str]] = []
     streamer = TextStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
     if args.prompt is not None:
-        _, stopped = generate_reply(model, tokenizer, system + [{"role": "user", "content": args.prompt}],
-                                    args.max_new_tokens, args.temperature, streamer)
-        if not stopped:
+        [reply] = generate_batch(model, tokenizer, [system + [{"role": "user", "content": args.prompt}]],
+                                 args.max_new_tokens, temperature=args.temperature, streamer=streamer)
+        if not reply.stopped:
             print(f"[reply cut at --max-new-tokens {args.max_new_tokens}]", file=sys.stderr)
         return 0
     for line in user_turns():
@@ -67,9 +68,9 @@ def run(args: argparse.Namespace) -> int:
         history.append({"role": "user", "content": line})
         sys.stdout.write("assistant> ")
         sys.stdout.flush()
-        reply, stopped = generate_reply(model, tokenizer, system + history, args.max_new_tokens,
-                                        args.temperature, streamer)
-        if not stopped:
+        [reply] = generate_batch(model, tokenizer, [system + history], args.max_new_tokens,
+                                 temperature=args.temperature, streamer=streamer)
+        if not reply.stopped:
             print(f"[reply cut at --max-new-tokens {args.max_new_tokens}]", file=sys.stderr)
-        history.append({"role": "assistant", "content": reply})
+        history.append({"role": "assistant", "content": reply.text})
     return 0

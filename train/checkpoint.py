@@ -2,8 +2,10 @@
 
 ``OUT/checkpoints/step-N`` holds the model or adapter as plain Hugging Face
 files, ``optimizer.pt``, ``scheduler.pt``, one ``rng_<rank>.pt`` per process and
-``trainer_state.json`` (the ``LoopState``). A checkpoint is written as
-``step-N.partial`` and renamed when complete, so it is either whole or absent.
+``trainer_state.json`` (the ``LoopState``); online RL adds ``rollouts_<rank>.pt``,
+each process's micro-batches of the current round and the round's metrics. A
+checkpoint is written as ``step-N.partial`` and renamed when complete, so it
+is either whole or absent.
 """
 
 from __future__ import annotations
@@ -46,9 +48,16 @@ def save_weights(model: Any, folder: Path) -> None:
 
 
 def load_weights(model: Any, folder: Path) -> None:
-    """Restore what ``save_weights`` wrote into an already built model."""
+    """Restore what ``save_weights`` wrote into an already built model.
+
+    A model that saves more than one Hugging Face model's files (RL's policy
+    plus value head) restores them itself, through its ``load_checkpoint_weights``.
+    """
     from safetensors.torch import load_file
 
+    if hasattr(model, "load_checkpoint_weights"):
+        model.load_checkpoint_weights(folder)
+        return
     if hasattr(model, "peft_config"):
         from peft import load_peft_weights, set_peft_model_state_dict
 
@@ -84,9 +93,13 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 def save_checkpoint(
     out: Path, state: LoopState, model: Any, optimizer: Any, scheduler: Any, accelerator: Any,
-    artifacts: Artifacts, keep: int,
+    artifacts: Artifacts, keep: int, rollouts: Any = None,
 ) -> Path:
-    """Write ``checkpoints/step-N`` (complete or absent) and keep only the newest ``keep``."""
+    """Write ``checkpoints/step-N`` (complete or absent) and keep only the newest ``keep``.
+
+    ``rollouts`` (online RL: this process's micro-batches of the round and the
+    round's metrics) is saved per process, since each process sampled its own.
+    """
     folder = out / CHECKPOINTS / f"step-{state.step}"
     partial = folder.with_name(folder.name + ".partial")
     accelerator.wait_for_everyone()
@@ -101,6 +114,8 @@ def save_checkpoint(
         (partial / STATE_FILE).write_text(json.dumps(position, indent=1), encoding="utf-8")
     accelerator.wait_for_everyone()
     torch.save(rng_state(), partial / f"rng_{accelerator.process_index}.pt")
+    if rollouts is not None:
+        torch.save(rollouts, partial / f"rollouts_{accelerator.process_index}.pt")
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         shutil.rmtree(folder, ignore_errors=True)
@@ -125,6 +140,13 @@ def load_checkpoint(folder: Path, model: Any, optimizer: Any, scheduler: Any, ac
     scheduler.load_state_dict(torch.load(folder / "scheduler.pt", weights_only=False))
     set_rng_state(torch.load(folder / f"rng_{accelerator.process_index}.pt", weights_only=False))
     return LoopState(**json.loads((folder / STATE_FILE).read_text(encoding="utf-8")))
+
+
+def load_rollouts(folder: Path, accelerator: Any) -> tuple[dict[int, dict[str, Any]], dict[str, float]]:
+    """This process's micro-batches of the checkpoint's round, and the round's metrics."""
+    batches, metrics = torch.load(folder / f"rollouts_{accelerator.process_index}.pt", map_location="cpu",
+                                  weights_only=True)
+    return batches, metrics
 
 
 def check_output(config: TrainConfig) -> None:

@@ -1,4 +1,4 @@
-"""``thresher train``: training commands (``sft``, ``rm``, ``dpo``), all on the one loop.
+"""``thresher train``: training commands (``sft``, ``rm``, ``dpo``, ``ppo``, ``grpo``), all on the one loop.
 
 No torch at import time: ``thresher train --help`` stays fast.
 """
@@ -9,6 +9,7 @@ import argparse
 
 from thresher.curate.io.claims import claim
 from thresher.train.config import add_training_flags, resolve
+from thresher.train.rl.config import add_rl_flags
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -40,22 +41,43 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_training_flags(dpo)
     dpo.add_argument("--beta", type=float, default=S, help="DPO beta (default 0.1)")
     dpo.add_argument("--ref-model", default=S, metavar="PATH", help="reference model (default: the starting weights)")
+    ppo = commands.add_parser(
+        "ppo", help="PPO from an SFT model with a reward model (value head, GAE, KL to the SFT model)",
+        description="Online RL with PPO: sample replies to --prompts, score them with --reward-model (and/or "
+        "--reward rules), then update the policy with clipped policy and value losses and a per-token KL "
+        "penalty against the SFT weights.",
+    )
+    add_rl_flags(ppo, ppo=True)
+    grpo = commands.add_parser(
+        "grpo", help="GRPO from an SFT model with rule rewards (identity) or a reward model",
+        description="Online RL with GRPO: G replies per prompt, advantages relative to the group, no value "
+        "head; rewards from rules (--reward identity) and/or reward models (--reward rm:PATH), weighted.",
+    )
+    add_rl_flags(grpo, ppo=False)
 
 
 def run(args: argparse.Namespace) -> int:
     # The config (and every model path in it) is checked before torch is imported: a typo costs no time.
     from thresher.train.config import DPOConfig, RMConfig, TrainConfig
 
-    config = resolve({"sft": TrainConfig, "rm": RMConfig, "dpo": DPOConfig}[args.train_command], args)
+    if args.train_command in ("ppo", "grpo"):
+        from thresher.train.rl.config import GRPOConfig, PPOConfig
+
+        config = resolve(PPOConfig if args.train_command == "ppo" else GRPOConfig, args)
+    else:
+        config = resolve({"sft": TrainConfig, "rm": RMConfig, "dpo": DPOConfig}[args.train_command], args)
     if args.train_command == "sft":
         from thresher.train.sft import run_sft as train
     elif args.train_command == "rm":
         from thresher.train.rm import run_rm as train
-    else:
+    elif args.train_command == "dpo":
         from thresher.train.dpo import run_dpo as train
+    else:
+        from thresher.train.rl.run import run_rl as train
     # Paths may come from the YAML config, so they are claimed here, once resolved, before anything is written.
-    inputs = [config.model, *config.data, *config.eval_data, getattr(args, "config", None),
-              config.chat_template, getattr(config, "ref_model", None)]
+    reward_models = [spec.partition(":")[2] for spec in getattr(config, "reward", []) if spec.startswith("rm:")]
+    inputs = [config.model, *config.data, *config.eval_data, getattr(args, "config", None), config.chat_template,
+              getattr(config, "ref_model", None), *reward_models]
     with claim(inputs, [config.output]):
         train(config)
     return 0

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -24,6 +24,8 @@ class TrainConfig(BaseModel):
     """Every knob of a training run; ``lr`` defaults by method (1e-4 LoRA/QLoRA, 1e-5 full)."""
 
     model_config = ConfigDict(extra="forbid")
+    #: The ``thresher train`` subcommand this config is for (a LLaMA-Factory YAML's ``stage`` must match it).
+    command: ClassVar[str] = "sft"
 
     model: str = Field(description="model folder or hub id")
     data: list[str] = Field(min_length=1, description="training record files")
@@ -75,6 +77,14 @@ class TrainConfig(BaseModel):
             raise ValueError("give --eval-data or --val-size, not both")
         return self
 
+    def resolve_models(self) -> TrainConfig:
+        """Every model the run will load, checked before anything is (see ``model_path``); configs
+        naming more models (a reference, a reward model) check theirs too."""
+        from thresher.train.model_path import resolve_model
+
+        self.model = resolve_model(self.model)
+        return self
+
     def lora_targets(self) -> str | list[str]:
         """peft's ``target_modules``: the string ``all-linear`` or a list of names."""
         if self.lora_target == "all-linear":
@@ -96,6 +106,7 @@ class TrainConfig(BaseModel):
 class RMConfig(TrainConfig):
     """``TrainConfig`` plus the reward model's own knobs."""
 
+    command: ClassVar[str] = "rm"
     loss: Literal["pairwise", "regression"] = "pairwise"
     margin_field: str | None = Field(None, description="pair field (meta or top level) holding a required margin")
     center_coef: float = Field(0.0, ge=0, description="weight of the reward-centering term (r_c + r_r)^2")
@@ -104,8 +115,17 @@ class RMConfig(TrainConfig):
 class DPOConfig(TrainConfig):
     """``TrainConfig`` plus DPO's own knobs."""
 
+    command: ClassVar[str] = "dpo"
     beta: float = Field(0.1, gt=0, description="strength of the pull towards the reference")
     ref_model: str | None = Field(None, description="reference model (default: the starting weights)")
+
+    def resolve_models(self) -> DPOConfig:
+        from thresher.train.model_path import resolve_model
+
+        super().resolve_models()
+        if self.ref_model:
+            self.ref_model = resolve_model(self.ref_model)
+        return self
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
@@ -132,8 +152,7 @@ def resolve(cls: type[TrainConfig], args: argparse.Namespace) -> TrainConfig:
     given = {k: v for k, v in vars(args).items() if k in cls.model_fields}
     config = read_yaml(args.config) if getattr(args, "config", None) else {}
     if is_llamafactory(config):
-        command = {RMConfig: "rm", DPOConfig: "dpo"}.get(cls, "sft")
-        config = translate(config, command, set(cls.model_fields), str(args.config))
+        config = translate(config, cls.command, set(cls.model_fields), str(args.config))
     merged = {**config, **given}
     try:
         config = cls.model_validate(merged)
@@ -142,50 +161,56 @@ def resolve(cls: type[TrainConfig], args: argparse.Namespace) -> TrainConfig:
             f"--{'.'.join(map(str, e['loc'])).replace('_', '-') or 'config'}: {e['msg']}" for e in exc.errors()
         )
         raise ThresherError(problems) from None
-    return resolve_models(config)
+    return config.resolve_models()
 
 
-def resolve_models(config: TrainConfig) -> TrainConfig:
-    """Every model the run will load checked before anything is (see ``model_path``)."""
-    from thresher.train.model_path import resolve_model
+def add_training_flags(parser: argparse.ArgumentParser, data_flag: str = "--data", omit: tuple[str, ...] = (),
+                       helps: dict[str, str] | None = None) -> None:
+    """The flags every ``thresher train`` command shares; unset flags stay unset (YAML may fill them).
 
-    config.model = resolve_model(config.model)
-    if getattr(config, "ref_model", None):
-        config.ref_model = resolve_model(config.ref_model)  # type: ignore[attr-defined]
-    return config
-
-
-def add_training_flags(parser: argparse.ArgumentParser) -> None:
-    """The flags every ``thresher train`` command shares; unset flags stay unset (YAML may fill them)."""
+    ``data_flag`` names the data flag (RL reads ``--prompts``); ``omit`` drops the flags (by
+    field name) a command has no use for; ``helps`` replaces help texts (by field name) where a
+    command's defaults or meaning differ.
+    """
     S = argparse.SUPPRESS
-    parser.add_argument("--model", default=S, help="model folder or hub id")
-    parser.add_argument("--data", nargs="+", default=S, metavar="FILE", help="training record files")
-    parser.add_argument("-o", "--output", default=S, metavar="OUT", help="output folder")
-    parser.add_argument("--config", metavar="FILE.yaml",
-                        help="YAML config (thresher's keys, or a LLaMA-Factory training YAML); flags given here override it")
-    parser.add_argument("--method", choices=("lora", "full", "qlora"), default=S, help="lora (default), full or qlora (CUDA only)")
-    parser.add_argument("--eval-data", nargs="+", default=S, metavar="FILE", help="evaluation record files")
-    parser.add_argument("--val-size", type=float, default=S, help="hold out this fraction (<1) or count (>=1) for evaluation")
-    parser.add_argument("--epochs", type=float, default=S, help="epochs (default 3)")
-    parser.add_argument("--max-steps", type=int, default=S, help="optimizer steps; overrides --epochs")
-    parser.add_argument("--lr", type=float, default=S, help="peak learning rate (default 1e-4 LoRA, 1e-5 full)")
-    parser.add_argument("--weight-decay", type=float, default=S, help="AdamW weight decay (default 0)")
-    parser.add_argument("--batch-size", type=int, default=S, help="rows per device per micro-batch (default 4)")
-    parser.add_argument("--grad-accum", type=int, default=S, help="micro-batches per optimizer step (default 2)")
-    parser.add_argument("--max-len", type=int, default=S, help="max tokens per record (default 2048)")
-    parser.add_argument("--packing", action="store_true", default=S, help="pack several records per row")
-    parser.add_argument("--lora-r", type=int, default=S, help="LoRA rank (default 8)")
-    parser.add_argument("--lora-alpha", type=float, default=S, help="LoRA alpha (default 16)")
-    parser.add_argument("--lora-dropout", type=float, default=S, help="LoRA dropout (default 0.05)")
-    parser.add_argument("--lora-target", default=S, help="'all-linear' (default) or comma-separated module names")
-    parser.add_argument("--warmup-ratio", type=float, default=S, help="warmup fraction of steps (default 0.03)")
-    parser.add_argument("--scheduler", choices=("cosine", "linear", "constant"), default=S, help="decay after warmup (default cosine)")
-    parser.add_argument("--seed", type=int, default=S, help="seed for init, data order and dropout (default 42)")
-    parser.add_argument("--save-steps", type=int, default=S, help="checkpoint every N steps (default: each epoch)")
-    parser.add_argument("--save-total-limit", type=int, default=S, help="checkpoints kept, newest first (default 2)")
-    parser.add_argument("--eval-steps", type=int, default=S, help="evaluate every N steps (default: each epoch)")
-    parser.add_argument("--resume", action="store_true", default=S, help="continue from the newest checkpoint in OUT")
-    parser.add_argument("--system", default=S, metavar="TEXT", help="system prompt for records without one")
-    parser.add_argument("--chat-template", default=S, metavar="FILE|NAME",
-                        help="Jinja chat template file, or a shipped one: qwen, llama3, chatml, glm4, mistral, default "
-                             "(default: the tokenizer's, else ChatML)")
+    flags: list[tuple[tuple[str, ...], dict[str, Any]]] = [
+        (("--model",), dict(help="model folder or hub id")),
+        (("--config",), dict(default=None, metavar="FILE.yaml",
+                             help="YAML config (thresher's keys, or a LLaMA-Factory training YAML); flags given here "
+                                  "override it")),
+        ((data_flag,), dict(dest="data", nargs="+", metavar="FILE", help="training record files")),
+        (("-o", "--output"), dict(metavar="OUT", help="output folder")),
+        (("--method",), dict(choices=("lora", "full", "qlora"), help="lora (default), full or qlora (CUDA only)")),
+        (("--eval-data",), dict(nargs="+", metavar="FILE", help="evaluation record files")),
+        (("--val-size",), dict(type=float, help="hold out this fraction (<1) or count (>=1) for evaluation")),
+        (("--epochs",), dict(type=float, help="epochs (default 3)")),
+        (("--max-steps",), dict(type=int, help="optimizer steps; overrides --epochs")),
+        (("--lr",), dict(type=float, help="peak learning rate (default 1e-4 LoRA, 1e-5 full)")),
+        (("--weight-decay",), dict(type=float, help="AdamW weight decay (default 0)")),
+        (("--batch-size",), dict(type=int, help="rows per device per micro-batch (default 4)")),
+        (("--grad-accum",), dict(type=int, help="micro-batches per optimizer step (default 2)")),
+        (("--max-len",), dict(type=int, help="max tokens per record (default 2048)")),
+        (("--packing",), dict(action="store_true", help="pack several records per row")),
+        (("--lora-r",), dict(type=int, help="LoRA rank (default 8)")),
+        (("--lora-alpha",), dict(type=float, help="LoRA alpha (default 16)")),
+        (("--lora-dropout",), dict(type=float, help="LoRA dropout (default 0.05)")),
+        (("--lora-target",), dict(help="'all-linear' (default) or comma-separated module names")),
+        (("--warmup-ratio",), dict(type=float, help="warmup fraction of steps (default 0.03)")),
+        (("--scheduler",), dict(choices=("cosine", "linear", "constant"), help="decay after warmup (default cosine)")),
+        (("--seed",), dict(type=int, help="seed for init, data order and dropout (default 42)")),
+        (("--save-steps",), dict(type=int, help="checkpoint every N steps (default: each epoch)")),
+        (("--save-total-limit",), dict(type=int, help="checkpoints kept, newest first (default 2)")),
+        (("--eval-steps",), dict(type=int, help="evaluate every N steps (default: each epoch)")),
+        (("--resume",), dict(action="store_true", help="continue from the newest checkpoint in OUT")),
+        (("--system",), dict(metavar="TEXT", help="system prompt for records without one")),
+        (("--chat-template",), dict(metavar="FILE|NAME", help="Jinja chat template file, or a shipped one: qwen, llama3, "
+                                                             "chatml, glm4, mistral, default (default: the tokenizer's, "
+                                                             "else ChatML)")),
+    ]
+    for names, options in flags:
+        field = options.get("dest") or names[-1].lstrip("-").replace("-", "_")
+        if field in omit:
+            continue
+        if helps and field in helps:
+            options = {**options, "help": helps[field]}
+        parser.add_argument(*names, **{"default": S, **options})

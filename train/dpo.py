@@ -10,10 +10,11 @@ rendered with the chat template's generation prompt and shared by both
 replies (``pairs.PairEncoder``); the reply runs through the end-of-turn token.
 Chosen and rejected rows share one forward pass.
 
-The reference: with LoRA it is the same weights with the adapter switched
-off (peft's ``disable_adapter()``), so no second copy sits in memory; with
-full training it is a frozen copy of the starting weights, or ``--ref-model``.
-Reference log-probs are computed in eval mode (no dropout), under no_grad.
+The reference (``reference.py``): with LoRA it is the same weights with the
+adapter switched off (peft's ``disable_adapter()``), so no second copy sits in
+memory; with full training it is a frozen copy of the starting weights, or
+``--ref-model``. Reference log-probs are computed in eval mode (no dropout),
+under no_grad.
 
 Everything else (model loading, tokenizer and chat template, checkpoints,
 resume, logs, the saved output) is SFT's, through the one loop.
@@ -21,8 +22,6 @@ resume, logs, the saved output) is SFT's, through the one loop.
 
 from __future__ import annotations
 
-import copy
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +31,11 @@ import torch.nn.functional as F
 from thresher.curate.errors import ThresherError
 from thresher.train.config import DPOConfig
 from thresher.train.data import IGNORE
-from thresher.train.checkpoint import LoopState, check_output
-from thresher.train.loop import Artifacts, build_accelerator, train
+from thresher.train.checkpoint import LoopState
+from thresher.train.loop import Artifacts, start_run, train
 from thresher.train.metrics import print_run_summary
 from thresher.train.pairs import PairEncoder, grouped_batches, load_pairs, pair_batch
+from thresher.train.reference import frozen_copy, reference_mode
 
 
 def reply_logps(model: Any, batch: dict[str, Any]) -> torch.Tensor:
@@ -65,15 +65,8 @@ class DPOObjective:
 
     @torch.no_grad()
     def reference_logps(self, model: Any, batch: dict[str, Any]) -> torch.Tensor:
-        policy = getattr(model, "module", model)  # under DDP: the peft model itself
-        target = self.reference if self.reference is not None else policy
-        was_training = target.training
-        target.eval()
-        try:
-            with policy.disable_adapter() if self.reference is None else nullcontext():
-                return reply_logps(target, batch)
-        finally:
-            target.train(was_training)
+        with reference_mode(model, self.reference) as target:
+            return reply_logps(target, batch)
 
     def loss(self, model: Any, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         reference = self.reference_logps(model, batch)
@@ -103,16 +96,15 @@ def load_reference(config: DPOConfig, model: Any, tokenizer: Any, device: Any) -
     if config.ref_model is None and config.method != "full":
         return None
     if config.ref_model is None:
-        reference = copy.deepcopy(model)
-    else:
-        from transformers import AutoModelForCausalLM
+        return frozen_copy(model, device)
+    from transformers import AutoModelForCausalLM
 
-        try:
-            reference = AutoModelForCausalLM.from_pretrained(config.ref_model, dtype=next(model.parameters()).dtype)
-        except (OSError, ValueError) as exc:
-            raise ThresherError(f"--ref-model: cannot load {config.ref_model}: {exc}") from None
-        if reference.get_input_embeddings().num_embeddings < len(tokenizer):
-            reference.resize_token_embeddings(len(tokenizer))
+    try:
+        reference = AutoModelForCausalLM.from_pretrained(config.ref_model, dtype=next(model.parameters()).dtype)
+    except (OSError, ValueError) as exc:
+        raise ThresherError(f"--ref-model: cannot load {config.ref_model}: {exc}") from None
+    if reference.get_input_embeddings().num_embeddings < len(tokenizer):
+        reference.resize_token_embeddings(len(tokenizer))
     reference.requires_grad_(False)
     return reference.to(device).eval()
 
@@ -120,7 +112,6 @@ def load_reference(config: DPOConfig, model: Any, tokenizer: Any, device: Any) -
 def run_dpo(config: DPOConfig, console: Any = None) -> LoopState:
     """``thresher train dpo``: data report, policy and reference, loop; returns the loop's final state."""
     from rich.console import Console
-    from transformers.utils import logging as hf_logging
 
     from thresher.train.data import split_eval
     from thresher.train.rm import print_report
@@ -131,10 +122,7 @@ def run_dpo(config: DPOConfig, console: Any = None) -> LoopState:
     if config.packing:
         raise ThresherError("--packing is for SFT; DPO batches are length-grouped instead")
     out = Path(config.output)
-    out.mkdir(parents=True, exist_ok=True)
-    check_output(config)
-    hf_logging.disable_progress_bar()
-    accelerator = build_accelerator(config.seed)
+    accelerator = start_run(config)
 
     tokenizer, template_source, added = load_tokenizer(config)
     encoder = PairEncoder(tokenizer, config.max_len, "chat", config.system)

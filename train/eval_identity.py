@@ -11,7 +11,10 @@ Two measurements on held-out prompts (disjoint from the synthesis bank):
 
 Answers are scored with ``thresher.curate.text.identity.check_answer``, the
 same rules synthesis used to accept training answers, so what was trained and
-what is tested cannot drift apart.
+what is tested cannot drift apart. The model is a folder, an adapter or a
+served model (``--base-url``): the rules do not care where answers come from.
+``--general`` adds ``eval general``'s reference NLL and drift to the report,
+and ``headline`` turns a report into the before -> after figures of one table.
 """
 
 from __future__ import annotations
@@ -74,17 +77,14 @@ def _read_prompts(path: str, key: str) -> list[dict[str, Any]]:
     return rows
 
 
-def ask(model_path: str, adapter: str | None, probes: list[Probe], max_new_tokens: int, progress: Any = None) -> None:
-    """Generate every answer (greedy) and store it on its probe."""
-    from thresher.train.inference import generate_reply, load_trained
+def ask(model: Any, probes: list[Probe], max_new_tokens: int, progress: Any = None) -> None:
+    """Generate every answer (greedy; batched locally, concurrent via an API) and store it on its probe.
 
-    model, tokenizer = load_trained(model_path, adapter)
-    for probe in probes:
-        probe.answer, probe.stopped = generate_reply(
-            model, tokenizer, [{"role": "user", "content": probe.prompt}], max_new_tokens=max_new_tokens
-        )
-        if progress is not None:
-            progress()
+    ``model`` is a ``LocalModel`` or an ``ApiModel``: the same rules score a folder and a served model.
+    """
+    answers = model.answers([probe.prompt for probe in probes], max_new_tokens, progress)
+    for probe, (answer, stopped) in zip(probes, answers):
+        probe.answer, probe.stopped = answer, stopped
 
 
 def score(probes: list[Probe], identity: Identity) -> None:
@@ -123,56 +123,98 @@ def summarize(probes: list[Probe]) -> dict[str, Any]:
     }
 
 
-def evaluate(model: str, adapter: str | None, identity: Identity, probes: list[Probe], max_new_tokens: int,
+def evaluate(model: Any, identity: Identity, probes: list[Probe], max_new_tokens: int,
              progress: Any = None) -> dict[str, Any]:
     """Ask, score and summarize; the report holds every answer as a sample."""
-    ask(model, adapter, probes, max_new_tokens, progress)
+    ask(model, probes, max_new_tokens, progress)
     score(probes, identity)
-    return {"model": model, "adapter": adapter, **summarize(probes), "answers": [asdict(p) for p in probes]}
+    return {"model": model.label, **summarize(probes), "answers": [asdict(p) for p in probes]}
+
+
+def headline(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The figures a before -> after table shows: ``{metric: {"base": value or None, "model": value}}``.
+
+    ``report`` is what ``thresher eval identity --report`` writes (with
+    ``--compare`` for the base column, ``--general`` for the NLL rows).
+    """
+    def identity_rows(part: dict[str, Any]) -> dict[str, Any]:
+        competitor = [a for a in part["answers"] if a["kind"] == "identity" and a["category"] == "competitor"]
+        denied = [a for a in competitor if not any(r.startswith("claims_competitor:") for r in a["reasons"])]
+        return {
+            "identity_pass_rate": part["identity"]["rate"],
+            **{f"identity_pass_rate_{lang}": v["rate"] for lang, v in part["identity"]["by_lang"].items()},
+            "competitor_denied_rate": round(len(denied) / len(competitor), 4) if competitor else None,
+            "competitor_claims": part["competitor_claims"]["total"],
+            "parrot_rate": part["parrot"]["rate"],
+            "unstopped": part["unstopped"],
+        }
+
+    after = identity_rows(report)
+    before = identity_rows(report["base"]) if "base" in report else {}
+    figures = {name: {"base": before.get(name), "model": value} for name, value in after.items()}
+    general = report.get("general")
+    if general:
+        nll = general["reference_nll"]
+        figures["general_nll"] = {"base": nll.get("base"), "model": nll["model"]}
+        figures["general_nll_relative_change"] = {"base": None, "model": nll.get("relative_change")}
+        if "drift" in general:
+            figures["drift_nll"] = {"base": general["drift"]["base"], "model": general["drift"]["model"]}
+    return figures
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    kinds = parser.add_subparsers(dest="evaluation", metavar="EVALUATION", required=True)
-    probe = kinds.add_parser("identity", help="identity pass rate and parrot rate on held-out prompts")
-    probe.add_argument("--model", required=True, type=InputPath,
-                       help="model folder (or an adapter folder, whose base is read from it)")
-    probe.add_argument("--adapter", type=InputPath, help="a LoRA adapter folder to apply to --model")
-    probe.add_argument("--name", required=True, help="the name the model should give (e.g. 小州)")
-    probe.add_argument("--author", required=True, help="who the model should say made it (e.g. 神州数码)")
-    probe.add_argument("--name-en", help="the English name, if it has one (English answers may use either)")
-    probe.add_argument("--author-en", help="the English author name, if it has one (English answers may use either)")
-    probe.add_argument("--questions", type=InputPath, metavar="FILE", help="identity questions (default: the shipped held-out set)")
-    probe.add_argument("--general", type=InputPath, metavar="FILE", help="general prompts (default: the shipped set)")
-    probe.add_argument("--report", type=OutputPath, metavar="OUT.json", help="write the full report, every answer included")
-    probe.add_argument("--max-new-tokens", type=int, default=128,
-                       help="longest answer in tokens; answers cut here are counted as not stopping (default 128)")
-    probe.add_argument("--compare", type=InputPath, metavar="BASE", help="also evaluate BASE and print before/after side by side")
-    probe.add_argument("--samples", type=int, default=4, help="answers to print per kind (default 4)")
+    from thresher.train.eval_general import default_cache
+    from thresher.train.remote import api_flags
+
+    parser.add_argument("--model", required=True, type=InputPath, help="model folder or adapter folder (with --base-url: the served name)")
+    parser.add_argument("--adapter", type=InputPath, help="a LoRA adapter folder to apply to --model")
+    parser.add_argument("--name", required=True, help="the name the model should give (e.g. 小州)")
+    parser.add_argument("--author", required=True, help="who the model should say made it (e.g. 神州数码)")
+    parser.add_argument("--name-en", help="the English name, if it has one (English answers may use either)")
+    parser.add_argument("--author-en", help="the English author name, if it has one (English answers may use either)")
+    parser.add_argument("--questions", type=InputPath, metavar="FILE", help="identity questions (default: the shipped held-out set)")
+    parser.add_argument("--parrot-prompts", type=InputPath, metavar="FILE",
+                        help="ordinary prompts for the parrot rate (default: the shipped set)")
+    parser.add_argument("--general", nargs="?", const="", metavar="FILE",
+                        help="also report reference NLL and drift on a general set (default: the shipped held-out set)")
+    parser.add_argument("--report", type=OutputPath, metavar="OUT.json", help="write the full report, every answer included")
+    parser.add_argument("--max-new-tokens", type=int, default=128,
+                        help="longest answer in tokens; answers cut here are counted as not stopping (default 128)")
+    parser.add_argument("--batch-size", type=int, default=16, help="prompts per generate call (default 16)")
+    parser.add_argument("--compare", type=InputPath, metavar="BASE", help="also evaluate BASE and print before/after side by side")
+    parser.add_argument("--samples", type=int, default=4, help="answers to print per kind (default 4)")
+    parser.add_argument("--cache", metavar="DIR", help=f"base answers cache for --general (default {default_cache()})")
+    parser.add_argument("--tokenizer", metavar="FOLDER", help="with --base-url and --general: local tokenizer with the chat template")
+    api_flags(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
-    from rich.progress import Progress
 
     from thresher.curate.io.writers import write_json
-    from thresher.train.metrics import LogProgress
+    from thresher.train.eval_general import general_figures, load_items, models_from, print_figures
+    from thresher.train.metrics import counting
 
     identity = Identity(name=args.name, author=args.author, name_en=args.name_en, author_en=args.author_en)
     console = Console()
-    runs = [("base", args.compare, None)] if args.compare else []
-    runs.append(("model", args.model, args.adapter))
+    model, general_base = models_from(args)
+    runs = [("base", general_base if args.compare else None), ("model", model)]
     reports = {}
-    progress_bar = Progress(console=console, transient=True) if console.is_terminal else LogProgress(console)
-    with progress_bar as progress:
-        for label, model, adapter in runs:
-            probes = load_probes(args.questions, args.general)
-            task = progress.add_task(f"asking {label}", total=len(probes))
-            reports[label] = evaluate(model, adapter, identity, probes, args.max_new_tokens,
-                                      lambda task=task: progress.advance(task))
-    report = reports["model"] if not args.compare else {**reports["model"], "base": reports["base"]}
+    for label, subject in runs:
+        if subject is not None:
+            probes = load_probes(args.questions, args.parrot_prompts)
+            with counting(f"asking {label}", len(probes), console) as progress:
+                reports[label] = evaluate(subject, identity, probes, args.max_new_tokens, progress)
+            subject.release()  # one model in memory at a time
+    report = {**reports["model"], **({"base": reports["base"]} if "base" in reports else {})}
+    if args.general is not None:
+        report["general"] = general_figures(model, general_base, load_items(args.general or None),
+                                            args.max_new_tokens, args.cache)
     if args.report:
         write_json(args.report, report)
     print_report(console, reports, args.samples)
+    if "general" in report:
+        print_figures(console, report["general"])
     return 0
 
 

@@ -11,9 +11,9 @@ all (written beside it, then renamed).
 from __future__ import annotations
 
 import argparse
-from thresher.curate.io.claims import InputPath, OutputPath
-import shutil
 from pathlib import Path
+
+from thresher.curate.io.claims import InputPath, OutputPath
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
@@ -32,30 +32,24 @@ def merge(adapter: str | Path, output: str | Path, base: str | None = None, dtyp
     import torch
 
     from thresher.curate.errors import ThresherError
-    from thresher.curate.io.writers import new_file_mode
+    from thresher.curate.io.writers import atomic_folder, new_file_mode, require_new_folder
     from thresher.train.inference import is_adapter, load_trained, stop_ids
     from thresher.train.model_path import resolve_model
 
     adapter = resolve_model(adapter)
     if not is_adapter(adapter):
         raise ThresherError(f"{adapter}: not a LoRA adapter folder (no adapter_config.json)")
-    target = Path(output)
-    if target.exists() and any(target.iterdir()):
-        raise ThresherError(f"{target} exists and is not empty; choose a new -o")
+    target = require_new_folder(output)
     model, tokenizer = load_trained(adapter, base=base)
     saved_dtype = model.get_base_model().config.dtype if dtype == "auto" else getattr(torch, dtype)
     eos = stop_ids(model, tokenizer)
     merged = model.merge_and_unload()
     merged.generation_config.eos_token_id = eos if len(eos) > 1 else eos[0]
     merged.to(saved_dtype or torch.float32)
-    partial = target.with_name(target.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    merged.save_pretrained(partial, safe_serialization=True)
-    new_file_mode(partial.glob("*.safetensors"))
-    tokenizer.save_pretrained(partial)
-    if target.exists():
-        target.rmdir()
-    partial.rename(target)
+    with atomic_folder(target) as staging:
+        merged.save_pretrained(staging, safe_serialization=True)
+        new_file_mode(staging.glob("*.safetensors"))
+        tokenizer.save_pretrained(staging)
     return target
 
 

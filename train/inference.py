@@ -1,8 +1,9 @@
-"""Load a trained output (full model, or adapter + its base) and generate one reply.
+"""Load a trained output (full model, or adapter + its base) and know where its replies end.
 
-Shared by ``thresher chat`` and ``thresher export merge``: both must see the
-same tokenizer, chat template and end-of-turn tokens that training used, so
-both read them from the trained folder, never from the base model.
+Shared by ``thresher chat``, the evals and ``thresher export merge``: all must
+see the same tokenizer, chat template and end-of-turn tokens that training
+used, so all read them from the trained folder, never from the base model.
+Generation itself is ``thresher.train.generate.generate_batch``.
 """
 
 from __future__ import annotations
@@ -76,22 +77,5 @@ def stop_ids(model: Any, tokenizer: Any) -> list[int]:
 
     configured = model.generation_config.eos_token_id
     ids = [configured] if isinstance(configured, int) else list(configured or [])
-    return ids + [i for i in end_of_turn_ids(tokenizer) if i not in ids]
-
-
-def generate_reply(model: Any, tokenizer: Any, messages: list[dict[str, Any]], max_new_tokens: int = 256,
-                   temperature: float = 0.0, streamer: Any = None) -> tuple[str, bool]:
-    """The assistant's next turn for ``messages``; returns (text, stopped at end of turn)."""
-    import torch
-
-    inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
-                                           return_dict=True)
-    inputs = {key: value.to(model.device) for key, value in inputs.items()}
-    eos = stop_ids(model, tokenizer)
-    sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
-    with torch.no_grad():
-        output = model.generate(**inputs, max_new_tokens=max_new_tokens, eos_token_id=eos,
-                                pad_token_id=tokenizer.pad_token_id or eos[0], streamer=streamer, **sampling)
-    new = output[0, inputs["input_ids"].shape[1]:].tolist()
-    stopped = bool(new) and new[-1] in eos
-    return tokenizer.decode(new, skip_special_tokens=True), stopped
+    template_ends = end_of_turn_ids(tokenizer) if getattr(tokenizer, "chat_template", None) else []
+    return ids + [i for i in template_ends if i not in ids]

@@ -1,4 +1,4 @@
-"""LLaMA-Factory training YAML, read by ``thresher train sft|rm|dpo --config``.
+"""LLaMA-Factory training YAML, read by ``thresher train sft|rm|dpo|ppo --config``.
 
 A LLaMA-Factory user brings ``llama3_lora_sft.yaml``; its keys are
 translated one by one to thresher's options (``model_name_or_path`` ->
@@ -26,7 +26,7 @@ RENAMED = {
     "model_name_or_path": "model", "cutoff_len": "max_len", "lora_rank": "lora_r",
     "per_device_train_batch_size": "batch_size", "gradient_accumulation_steps": "grad_accum",
     "learning_rate": "lr", "num_train_epochs": "epochs", "output_dir": "output", "default_system": "system",
-    "neat_packing": "packing", "pref_beta": "beta",
+    "neat_packing": "packing", "pref_beta": "beta", "ppo_whiten_rewards": "whiten_rewards",
 }
 
 #: Keys whose effect thresher already has (or that only tune LLaMA-Factory's own machinery).
@@ -78,7 +78,7 @@ REFUSED = {
 SPECIAL = ("stage", "dataset", "eval_dataset", "dataset_dir", "template", "finetuning_type", "quantization_bit",
            "lora_target", "lr_scheduler_type", "max_steps", "pref_loss")
 
-STAGES = {"sft": "sft", "rm": "rm", "dpo": "dpo"}
+STAGES = {"sft": "sft", "rm": "rm", "dpo": "dpo", "ppo": "ppo"}
 
 
 def is_llamafactory(data: dict[str, Any]) -> bool:
@@ -123,7 +123,7 @@ def _special(key: str, value: Any, data: dict[str, Any], command: str, out: dict
     """Translate one key that needs more than a rename into ``out``; return the problem, if any."""
     if key == "stage":
         if value not in STAGES:
-            return f"{value!r}: thresher trains sft, rm and dpo"
+            return f"{value!r}: thresher trains sft, rm, dpo and ppo (and grpo)"
         if STAGES[value] != command:
             return f"{value!r} is trained by thresher train {STAGES[value]}, not train {command}"
     elif key in ("dataset", "eval_dataset"):

@@ -1,4 +1,4 @@
-"""The one training loop: SFT, reward models and DPO all run through ``train``.
+"""The one training loop: SFT, reward models, DPO, PPO and GRPO all run through ``train``.
 
 Read it top to bottom: build the schedule, (maybe) restore a checkpoint, then
 for every optimizer step take a *window* of ``grad_accum`` micro-batches,
@@ -21,10 +21,17 @@ Adding an objective (reward model, DPO): write a class with ``unit``,
 ``count(batch)``, ``loss(model, batch) -> (loss_sum, metric_sums)`` and
 ``finalize(means)``; build ``batches(epoch) -> Sequence[dict[str, Tensor]]``
 (deterministic per epoch, e.g. ``collate.Batches``); subclass ``TrainConfig``
-for extra flags; call ``check_output(config)`` first, then
-``train(config, model, objective, batches, eval_batches, accelerator,
-Artifacts(save_extras))``. Checkpointing, resume, logging and the plot come
+for extra flags; call ``start_run(config)`` first (it checks OUT and returns
+the accelerator), then ``train(config, model, objective, batches,
+eval_batches, accelerator, Artifacts(save_extras))``. Checkpointing, resume, logging and the plot come
 with it.
+
+Online RL (PPO, GRPO) passes ``Rollouts`` instead of a batch source: each
+loop epoch is then one *round*, whose micro-batches the model being trained
+samples itself (``collect``) once the previous round's updates are done; the
+round is trained ``passes`` times (PPO epochs) and no window spans two
+passes. A checkpoint also keeps the round's micro-batches, so a resumed run
+continues the very round it was interrupted in.
 
 Checkpoints (``checkpoint.py``) hold the model or adapter, optimizer,
 scheduler, per-process RNG states and the data position; ``resume`` restores
@@ -45,7 +52,7 @@ from typing import Any, Protocol
 import torch
 
 from thresher.train.checkpoint import (
-    CHECKPOINTS, LoopState, checkpoints, load_checkpoint, save_checkpoint, save_weights,
+    CHECKPOINTS, LoopState, check_output, checkpoints, load_checkpoint, load_rollouts, save_checkpoint, save_weights,
 )
 from thresher.train.config import TrainConfig
 from thresher.train.metrics import MetricsLog, progress_bar
@@ -80,6 +87,24 @@ BatchSource = Callable[[int], Sequence[dict[str, Any]]]
 
 
 @dataclass
+class Rollouts:
+    """An online batch source (RL): every round's micro-batches are made by the model being trained.
+
+    ``collect(model, round)`` gets the unwrapped model and returns this
+    process's micro-batches of the round keyed by their global position
+    (``0 .. batches_per_round - 1``; process ``i`` holds positions ``i, i+n,
+    ...``, as with offline batches), plus round metrics that every step of the
+    round logs. ``rounds_per_epoch`` rounds make one pass over the prompts
+    (what ``--epochs`` counts).
+    """
+
+    collect: Callable[[Any, int], tuple[dict[int, dict[str, Any]], dict[str, float]]]
+    batches_per_round: int
+    passes: int = 1
+    rounds_per_epoch: int = 1
+
+
+@dataclass
 class Artifacts:
     """How to write a usable model folder: weights, plus tokenizer/template/generation config."""
 
@@ -98,6 +123,17 @@ def build_accelerator(seed: int) -> Any:
     accelerator = Accelerator(mixed_precision=precision, cpu=not torch.cuda.is_available())  # cpu: gloo for torchrun on CPU
     set_seed(seed)
     return accelerator
+
+
+def start_run(config: TrainConfig) -> Any:
+    """What every trainer does before loading anything: OUT exists and holds no other run
+    (``check_output``), transformers' download bars are off, and the seeded accelerator is set up."""
+    from transformers.utils import logging as hf_logging
+
+    Path(config.output).mkdir(parents=True, exist_ok=True)
+    check_output(config)
+    hf_logging.disable_progress_bar()
+    return build_accelerator(config.seed)
 
 
 def local_windows(num_batches: int, grad_accum: int, processes: int, rank: int) -> list[list[int]]:
@@ -193,7 +229,7 @@ def train(
     config: TrainConfig,
     model: Any,
     objective: Objective,
-    batches: BatchSource,
+    batches: BatchSource | Rollouts,
     eval_batches: Sequence[dict[str, Any]] = (),
     accelerator: Any = None,
     artifacts: Artifacts | None = None,
@@ -201,8 +237,8 @@ def train(
     """Train ``model`` on ``objective`` as ``config`` says; write checkpoints, logs and the final model to OUT.
 
     ``batches(epoch)`` must return the same batches for the same epoch in
-    every run (resume relies on it). Returns the final state (its ``log``
-    holds every logged record).
+    every run (resume relies on it); ``Rollouts`` sample them round by round.
+    Returns the final state (its ``log`` holds every logged record).
     """
     out = Path(config.output)
     accelerator = accelerator or build_accelerator(config.seed)
@@ -210,13 +246,34 @@ def train(
     main = accelerator.is_main_process
     out.mkdir(parents=True, exist_ok=True)
 
-    first = batches(0)
-    windows_per_epoch = len(local_windows(len(first), config.grad_accum, accelerator.num_processes, 0))
+    online = isinstance(batches, Rollouts)
+    round_metrics: dict[str, float] = {}
+    first: Any = None if online else batches(0)
+    count = batches.batches_per_round if online else len(first)
+    windows_per_epoch = len(local_windows(count, config.grad_accum, accelerator.num_processes, 0))
     if windows_per_epoch == 0:
         raise RuntimeError("not enough batches for one optimizer step")
-    total_steps = config.max_steps or math.ceil(config.epochs * windows_per_epoch)
-    save_every = config.save_steps or windows_per_epoch
-    eval_every = config.eval_steps or windows_per_epoch
+    if online:  # a loop epoch is one round; --epochs counts passes over the prompts
+        windows_per_epoch *= batches.passes
+        steps_per_epoch = windows_per_epoch * batches.rounds_per_epoch
+    else:
+        steps_per_epoch = windows_per_epoch
+    total_steps = config.max_steps or math.ceil(config.epochs * steps_per_epoch)
+    save_every = config.save_steps or steps_per_epoch
+    eval_every = config.eval_steps or steps_per_epoch
+
+    def epoch_data(epoch: int) -> Any:
+        """The epoch's batches; for ``Rollouts`` the round, sampled now by the current model."""
+        nonlocal round_metrics
+        if not online:
+            return first if epoch == 0 else batches(epoch)
+        data, round_metrics = batches.collect(accelerator.unwrap_model(model), epoch)
+        return data
+
+    def epoch_windows(epoch_batches: Any) -> list[list[int]]:
+        count = batches.batches_per_round if online else len(epoch_batches)
+        windows = local_windows(count, config.grad_accum, accelerator.num_processes, accelerator.process_index)
+        return windows * batches.passes if online else windows
 
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
@@ -227,9 +284,12 @@ def train(
     state = LoopState()
     log = MetricsLog(out, main)
     found = checkpoints(out) if config.resume else []
+    resumed_round = None
     if found:
         state = load_checkpoint(found[-1], model, optimizer, scheduler, accelerator)
         state.log = log.restart_after(state.step)
+        if online:
+            resumed_round, round_metrics = load_rollouts(found[-1], accelerator)
         if main:
             print(f"resumed from {found[-1]} (step {state.step})")
     elif main:
@@ -238,19 +298,18 @@ def train(
         log.path.unlink(missing_ok=True)
 
     model.train()
-    epoch_batches = first if state.epoch == 0 else batches(state.epoch)
     started = time.perf_counter()
     units_at_start = state.units_seen
+    epoch_batches = resumed_round if resumed_round is not None else epoch_data(state.epoch)
     with progress_bar(main) as bar:
         task = bar.add_task("train", total=total_steps, completed=state.step, stats="")
         while state.step < total_steps:
-            windows = local_windows(len(epoch_batches), config.grad_accum, accelerator.num_processes,
-                                    accelerator.process_index)
+            windows = epoch_windows(epoch_batches)
             per_window = config.grad_accum * accelerator.num_processes
             position = state.batch_index // per_window
             if position >= len(windows):
                 state.epoch, state.batch_index = state.epoch + 1, 0
-                epoch_batches = batches(state.epoch)
+                epoch_batches = epoch_data(state.epoch)
                 continue
             window = [epoch_batches[i] for i in windows[position]]
             loss, metrics, units = run_window(model, objective, window, accelerator)
@@ -263,11 +322,16 @@ def train(
             state.batch_index += per_window
             state.units_seen += units
             elapsed = time.perf_counter() - started
+            if online:  # epochs count passes over the prompts, one round at a time
+                epoch = (state.epoch + (position + 1) / len(windows)) / batches.rounds_per_epoch
+            else:
+                epoch = state.epoch + min(state.batch_index, len(epoch_batches)) / len(epoch_batches)
             record = {
                 "step": state.step,
-                "epoch": round(state.epoch + min(state.batch_index, len(epoch_batches)) / len(epoch_batches), 4),
+                "epoch": round(epoch, 4),
                 "loss": loss,
                 **objective.finalize({"loss": loss, **metrics}),
+                **round_metrics,
                 "lr": lr,
                 "grad_norm": float(grad_norm),
                 f"{objective.unit}_per_s": (state.units_seen - units_at_start) / max(elapsed, 1e-9),
@@ -280,7 +344,7 @@ def train(
                 f"loss {loss:.4f} lr {lr:.2e} {record[f'{objective.unit}_per_s']:.0f} {objective.unit}/s"))
             if state.step % save_every == 0 and state.step < total_steps:
                 save_checkpoint(out, state, model, optimizer, scheduler, accelerator, artifacts,
-                                config.save_total_limit)
+                                config.save_total_limit, (epoch_batches, round_metrics) if online else None)
     accelerator.wait_for_everyone()
     if main:
         save_weights(accelerator.unwrap_model(model), out)

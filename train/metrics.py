@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +35,8 @@ class MetricsLog:
                 handle.write(json.dumps(record) + "\n")
 
     def plot(self) -> Path | None:
-        """``loss.png``: train loss per step and eval loss (matplotlib is a core dependency: the plot is a product)."""
+        """``loss.png``: train loss per step and eval loss, and for RL runs a second panel with the
+        mean reward and the KL to the reference (matplotlib is a core dependency: the plot is a product)."""
         import matplotlib
 
         matplotlib.use("Agg")
@@ -44,7 +47,22 @@ class MetricsLog:
         records = [json.loads(line) for line in self.path.read_text(encoding="utf-8").splitlines() if line.strip()]
         train = [(r["step"], r["loss"]) for r in records if "loss" in r]
         evals = [(r["step"], r["eval_loss"]) for r in records if "eval_loss" in r]
-        figure, axes = plt.subplots(figsize=(7, 4))
+        rewards = [(r["step"], r["reward"]) for r in records if "reward" in r]
+        kls = [(r["step"], r["kl"]) for r in records if "kl" in r]
+        if rewards:
+            figure, (axes, rl_axes) = plt.subplots(2, 1, figsize=(7, 7), sharex=True)
+            rl_axes.plot(*zip(*rewards), color="tab:green", label="mean reward", linewidth=1)
+            rl_axes.set_ylabel("reward")
+            rl_axes.set_xlabel("step")
+            rl_axes.grid(alpha=0.3)
+            if kls:
+                kl_axes = rl_axes.twinx()
+                kl_axes.plot(*zip(*kls), color="tab:red", label="KL to reference", linewidth=1)
+                kl_axes.set_ylabel("KL per token")
+                kl_axes.legend(loc="lower right")
+            rl_axes.legend(loc="upper left")
+        else:
+            figure, axes = plt.subplots(figsize=(7, 4))
         if train:
             axes.plot(*zip(*train), label="train loss", linewidth=1)
         if evals:
@@ -146,6 +164,21 @@ class LogProgress:
             line += f" {task['fields']['stats']}"
         rate = (done - task["start_completed"]) / max(now - task["start"], 1e-9)
         if total and rate > 0 and done < total:
-            line += f" (eta {(total - done) / rate:.0f}s)"
+            line += f" ({rate:.2f}/s, eta {(total - done) / rate:.0f}s)"
+        elif rate > 0:
+            line += f" ({rate:.2f}/s, {now - task['start']:.0f}s)"
         self.console.print(line, highlight=False, soft_wrap=True, markup=False)
         task["last"], task["printed"] = now, done
+
+
+@contextmanager
+def counting(description: str, total: int, console: Any = None) -> Iterator[Callable[[int], None]]:
+    """An ``advance(n)`` callable over ``total`` items: a transient rich bar on a terminal, ``LogProgress``
+    lines (done/total, rate, eta every few seconds) when the output is piped to a log or CI."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    console = console or Console()
+    with (Progress(console=console, transient=True) if console.is_terminal else LogProgress(console)) as progress:
+        task = progress.add_task(description, total=total)
+        yield lambda count=1: progress.advance(task, count)

@@ -46,8 +46,8 @@ from thresher.curate.io.writers import write_json
 from thresher.schemas import Message
 from thresher.train.config import RMConfig, TrainConfig
 from thresher.train.inference import ADAPTER_CONFIG, adapter_base
-from thresher.train.checkpoint import LoopState, check_output
-from thresher.train.loop import Artifacts, build_accelerator, train
+from thresher.train.checkpoint import LoopState
+from thresher.train.loop import Artifacts, start_run, train
 from thresher.train.metrics import print_run_summary
 from thresher.train.pairs import PairEncoder, PairReport, grouped_batches, load_pairs, load_scored, pair_batch, scored_batch
 from thresher.train.rm_input import input_layout, is_encoder, load_rm_tokenizer  # noqa: F401 (public here too)
@@ -213,7 +213,6 @@ def print_report(name: str, report: PairReport, eval_report: PairReport | None, 
 def run_rm(config: RMConfig, console: Any = None) -> LoopState:
     """``thresher train rm``: data report, model, loop; returns the loop's final state."""
     from rich.console import Console
-    from transformers.utils import logging as hf_logging
 
     from thresher.train.data import split_eval
     console = console or Console()
@@ -222,10 +221,7 @@ def run_rm(config: RMConfig, console: Any = None) -> LoopState:
     if config.packing:
         raise ThresherError("--packing is for SFT; reward-model batches are length-grouped instead")
     out = Path(config.output)
-    out.mkdir(parents=True, exist_ok=True)
-    check_output(config)
-    hf_logging.disable_progress_bar()
-    accelerator = build_accelerator(config.seed)
+    accelerator = start_run(config)
 
     tokenizer, layout, added = load_rm_tokenizer(config.model, config.chat_template)
     encoder = PairEncoder(tokenizer, config.max_len, layout, config.system)

@@ -23,8 +23,8 @@ from thresher.curate.io.writers import write_json
 from thresher.train.collate import Batches, length_grouped, pad_batch, sft_batches
 from thresher.train.config import TrainConfig
 from thresher.train.data import IGNORE, DataReport, Example, end_of_turn_ids, load_examples, split_eval
-from thresher.train.checkpoint import LoopState, check_output
-from thresher.train.loop import Artifacts, build_accelerator, train
+from thresher.train.checkpoint import LoopState
+from thresher.train.loop import Artifacts, start_run, train
 from thresher.train.metrics import print_run_summary
 from thresher.train.template import apply_template
 
@@ -155,15 +155,11 @@ def eval_batches(examples: list[Example], batch_size: int, pad_id: int) -> Batch
 def run_sft(config: TrainConfig, console: Any = None) -> LoopState:
     """``thresher train sft``: data report, model, loop; returns the loop's final state."""
     from rich.console import Console
-    from transformers.utils import logging as hf_logging
 
     console = console or Console()
     check_method(config)
     out = Path(config.output)
-    out.mkdir(parents=True, exist_ok=True)
-    check_output(config)
-    hf_logging.disable_progress_bar()
-    accelerator = build_accelerator(config.seed)
+    accelerator = start_run(config)
     main = accelerator.is_main_process
 
     tokenizer, template_source, added = load_tokenizer(config)

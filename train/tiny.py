@@ -138,16 +138,14 @@ def build_tiny_model(
 
 
 def configure(parser) -> None:  # noqa: ANN001 - argparse parser
-    """``thresher model tiny``; the ``model`` command may grow siblings (e.g. ``model info``)."""
-    commands = parser.add_subparsers(dest="model_command", metavar="SUBCOMMAND", required=True)
-    tiny = commands.add_parser("tiny", help="build a tiny random causal LM and tokenizer for smoke tests")
-    tiny.add_argument("-o", "--output", required=True, type=OutputPath, metavar="DIR", help="folder to write the model to")
-    tiny.add_argument("--data", nargs="+", default=[], type=InputPath, metavar="FILE", help="record files whose text trains the tokenizer")
-    tiny.add_argument("--vocab", type=int, default=2000, help="tokenizer vocabulary size (default 2000)")
-    tiny.add_argument("--layers", type=int, default=2, help="transformer layers (default 2)")
-    tiny.add_argument("--hidden", type=int, default=64, help="hidden size, a multiple of 16 (default 64)")
-    tiny.add_argument("--arch", choices=ARCHITECTURES, default="llama", help="architecture (default llama)")
-    tiny.add_argument("--seed", type=int, default=0, help="weight initialisation seed")
+    """``thresher model tiny`` (listed in ``train/model_command.py``)."""
+    parser.add_argument("-o", "--output", required=True, type=OutputPath, metavar="DIR", help="folder to write the model to")
+    parser.add_argument("--data", nargs="+", default=[], type=InputPath, metavar="FILE", help="record files whose text trains the tokenizer")
+    parser.add_argument("--vocab", type=int, default=2000, help="tokenizer vocabulary size (default 2000)")
+    parser.add_argument("--layers", type=int, default=2, help="transformer layers (default 2)")
+    parser.add_argument("--hidden", type=int, default=64, help="hidden size, a multiple of 16 (default 64)")
+    parser.add_argument("--arch", choices=ARCHITECTURES, default="llama", help="architecture (default llama)")
+    parser.add_argument("--seed", type=int, default=0, help="weight initialisation seed")
 
 
 def run(args) -> int:  # noqa: ANN001 - argparse namespace

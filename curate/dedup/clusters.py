@@ -71,27 +71,52 @@ def find_duplicates(
     """
     n = len(keys)
     is_ref = np.zeros(n, dtype=bool) if is_ref is None else is_ref
+    group, rep = exact_groups(keys)
+    has_input = np.bincount(group[~is_ref], minlength=len(rep)) > 0
+    edges, edge_sims, n_candidates = _near_edges(rep, has_input, sigs, shingled, threshold, verify)
+    verdict = decide(group, rank, is_ref, edges, edge_sims, sigs)
+    verdict.candidate_pairs = n_candidates
+    return verdict
+
+
+def exact_groups(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each record's exact group (groups numbered in key order) and each group's first record."""
+    _, group = np.unique(keys, return_inverse=True)
+    group = group.ravel().astype(np.int64)
+    order = np.argsort(group, kind="stable")
+    first = np.flatnonzero(np.r_[True, group[order][1:] != group[order][:-1]])[: len(order)]
+    return group, order[first]
+
+
+def decide(
+    group: np.ndarray,
+    rank: np.ndarray,
+    is_ref: np.ndarray,
+    edges: np.ndarray,
+    edge_sims: np.ndarray,
+    sigs: np.ndarray | None,
+) -> Verdict:
+    """Every record's fate, given its exact group and the near edges between groups (steps 3 and 4).
+
+    ``edges``: int64[m, 2] group pairs ``(a, b)``, ``a < b``, sorted, with
+    their similarity. Nothing here looks beyond a connected component of the
+    edges, so any set of records made of whole components (with their edges,
+    groups renumbered in key order and ranks in the same order) is decided
+    alone exactly as it would be with everything: the partitioned dedup
+    (``distributed.py``) decides each partition of components with this.
+    """
+    n = len(group)
     survivor = np.full(n, -1, dtype=np.int64)
     kind = np.zeros(n, dtype=np.int8)
     similarity = np.zeros(n, dtype=np.float64)
     if n == 0:
         return Verdict(survivor, kind, similarity)
-
-    _, group = np.unique(keys, return_inverse=True)
-    group = group.ravel()
     n_groups = int(group.max()) + 1
-    order = np.argsort(group, kind="stable")
-    first = np.flatnonzero(np.r_[True, group[order][1:] != group[order][:-1]])
-    rep = order[first]  # the first record of each group (groups are numbered in key order)
     has_input = np.bincount(group[~is_ref], minlength=n_groups) > 0
     has_ref = np.bincount(group[is_ref], minlength=n_groups) > 0
     ref_rep = np.full(n_groups, n, dtype=np.int64)
     ref_index = np.flatnonzero(is_ref)
     np.minimum.at(ref_rep, group[ref_index], ref_index)  # the first reference record of each group
-
-    edges, edge_sims, n_candidates = _near_edges(
-        rep, has_input, sigs, shingled, threshold, verify
-    )
 
     # --against: input groups equal to, or near a reference group, go to that reference.
     against = np.full(n_groups, -1, dtype=np.int64)
@@ -129,7 +154,7 @@ def find_duplicates(
     same_group = group[lost] == group[won]
     kind[lost] = np.where(same_group, EXACT, NEAR)
     similarity[lost] = np.where(same_group, 1.0, _pair_similarity(lost, won, group, n_groups, edges, edge_sims, sigs))
-    return Verdict(survivor, kind, similarity, n_candidates, int(starts.sum()))
+    return Verdict(survivor, kind, similarity, 0, int(starts.sum()))
 
 
 def _near_edges(

@@ -116,31 +116,35 @@ def band_keys(sigs: np.ndarray, bands: int, rows: int) -> np.ndarray:
 
 
 def candidate_pairs(keys: np.ndarray) -> np.ndarray:
-    """int64[m, 2] pairs ``(i, j)``, ``i < j``, that share a bucket in some band; sorted, unique.
-
-    Within a bucket every member is paired with the bucket's first member (a
-    star) and with its predecessor (a chain): linear in the bucket size, yet a
-    member that is a false match of the first still links to its real neighbours.
-    """
-    n = len(keys)
+    """int64[m, 2] pairs ``(i, j)``, ``i < j``, that share a bucket in some band; sorted, unique."""
     found = []
     for band in range(keys.shape[1]):
         order = np.argsort(keys[:, band], kind="stable")
         sorted_keys = keys[order, band]
-        same = np.flatnonzero(sorted_keys[1:] == sorted_keys[:-1]) + 1
-        if not len(same):
-            continue
-        group_start = np.ones(n, dtype=bool)
-        group_start[same] = False
-        first = np.maximum.accumulate(np.where(group_start, np.arange(n), 0))
-        found.append(np.stack([order[first[same]], order[same]], axis=1))
-        chain = same[~group_start[same - 1]]
-        found.append(np.stack([order[chain - 1], order[chain]], axis=1))
-    if not found:
-        return np.empty((0, 2), dtype=np.int64)
-    pairs = np.concatenate(found).astype(np.int64)
+        found.append(bucket_pairs(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]][: len(order)], order))
+    pairs = np.concatenate(found).astype(np.int64) if found else np.empty((0, 2), dtype=np.int64)
     pairs.sort(axis=1)
     return np.unique(pairs, axis=0)
+
+
+def bucket_pairs(starts: np.ndarray, members: np.ndarray) -> np.ndarray:
+    """The pairs of members that share a bucket; ``starts[i]`` is True where a new bucket begins.
+
+    Within a bucket (members in ascending order) every member is paired with
+    the bucket's first member (a star) and with its predecessor (a chain):
+    linear in the bucket size, yet a member that is a false match of the first
+    still links to its real neighbours. ``candidate_pairs`` buckets one band
+    at a time; the partitioned dedup buckets (band, key) runs of a shuffled
+    partition with the same rule, so both find the same pairs.
+    """
+    n = len(members)
+    same = np.flatnonzero(~starts[1:]) + 1 if n else np.empty(0, dtype=np.int64)
+    if not len(same):
+        return np.empty((0, 2), dtype=members.dtype)
+    first = np.maximum.accumulate(np.where(starts, np.arange(n), 0))
+    chain = same[~starts[same - 1]]
+    return np.concatenate([np.stack([members[first[same]], members[same]], axis=1),
+                           np.stack([members[chain - 1], members[chain]], axis=1)])
 
 
 def estimate(sigs: np.ndarray, pairs: np.ndarray) -> np.ndarray:

@@ -10,17 +10,21 @@ records that need it (shingle sets of candidate pairs, ids of survivors).
 from __future__ import annotations
 
 from array import array
-from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from thresher.curate.dedup import minhash
 from thresher.curate.dedup.shingles import Shingler, exact_key, fold
+from thresher.curate.engines.local import ProcessPool
 from thresher.curate.errors import RecordError, ThresherError
-from thresher.curate.io.readers import Row, read_rows
+from thresher.curate.io.readers import Row
+from thresher.curate.io.shards import Piece, read_piece
+
+if TYPE_CHECKING:
+    from thresher.curate.stage import PieceStage
 
 #: Records per batch sent to a worker: large enough to amortise numpy's per-call cost.
 BATCH = 1024
@@ -89,6 +93,7 @@ class Features:
     shingled: np.ndarray
     sigs: np.ndarray | None
     errors: dict[int, tuple[str, str]] = field(default_factory=dict)
+    ids: np.ndarray | None = None  # uint64 content ids (``with_ids``), 0 for invalid rows
 
     @classmethod
     def concat(cls, parts: list[Features], num_perm: int, exact_only: bool) -> Features:
@@ -113,9 +118,11 @@ _SETTINGS: Settings | None = None
 _SHINGLER: Shingler | None = None
 
 
-def _init_worker(settings: Settings) -> None:
+def init_worker(settings: Settings) -> None:
+    """Set this process up for ``settings`` (a pool initializer, and the first call in a Ray task)."""
     global _SETTINGS, _SHINGLER
-    _SETTINGS, _SHINGLER = settings, Shingler.with_ngram(settings.ngram)
+    if settings != _SETTINGS:
+        _SETTINGS, _SHINGLER = settings, Shingler.with_ngram(settings.ngram)
 
 
 def _texts(rows: list[dict[str, Any] | None], settings: Settings) -> tuple[list[str | None], list[Any]]:
@@ -139,10 +146,11 @@ def _texts(rows: list[dict[str, Any] | None], settings: Settings) -> tuple[list[
     return texts, outcomes
 
 
-def features(rows: list[dict[str, Any] | None]) -> Features:
-    """Worker: exact key, length, score and signature of each row."""
+def features(rows: list[dict[str, Any] | None], with_ids: bool = False) -> Features:
+    """Worker: exact key, length, score and signature of each row (and its content id: the partitioned
+    dedup carries every survivor's id with it, where the one-machine dedup looks up the few it needs)."""
     settings, shingler = _SETTINGS, _SHINGLER
-    assert settings is not None and shingler is not None, "_init_worker first"
+    assert settings is not None and shingler is not None, "init_worker first"
     texts, outcomes = _texts(rows, settings)
     n = len(rows)
     valid = np.array([t is not None for t in texts], dtype=bool)
@@ -159,11 +167,14 @@ def features(rows: list[dict[str, Any] | None]) -> Features:
         length[i] = len(text)
         if settings.keep.name == "score":
             score[i] = settings.keep.score(data)  # type: ignore[arg-type]
+    ids = None
+    if with_ids:
+        ids = np.array([int(o.id, 16) if t is not None else 0 for t, o in zip(texts, outcomes)], dtype=np.uint64)
     if settings.exact_only:
-        return Features(valid, key, length, score, np.zeros(n, dtype=bool), None, errors)
+        return Features(valid, key, length, score, np.zeros(n, dtype=bool), None, errors, ids)
     values, counts = shingler.hashes(folded, folded=True)
     sigs = minhash.signatures(values, counts, settings.num_perm)
-    return Features(valid, key, length, score, counts > 0, sigs, errors)
+    return Features(valid, key, length, score, counts > 0, sigs, errors, ids)
 
 
 def record_ids(rows: list[dict[str, Any] | None]) -> list[str]:
@@ -175,47 +186,25 @@ def record_ids(rows: list[dict[str, Any] | None]) -> list[str]:
 
 def shingle_sets(rows: list[dict[str, Any] | None]) -> list[np.ndarray]:
     """Worker: the sorted distinct shingle hashes of each row (for exact Jaccard)."""
-    assert _SETTINGS is not None and _SHINGLER is not None, "_init_worker first"
+    assert _SETTINGS is not None and _SHINGLER is not None, "init_worker first"
     texts, _ = _texts(rows, _SETTINGS)
     return _SHINGLER.shingle_sets([t or "" for t in texts])
 
 
 class Workers:
-    """A process pool fed in order with bounded work in flight, or inline for small inputs.
-
-    ``imap`` would read the whole input into its task queue; here at most
-    ``2 * processes`` batches are pending, so memory stays bounded by batches.
-    """
+    """The passes' process pool (bounded, in order); inline until a full batch shows the input is worth it."""
 
     def __init__(self, settings: Settings, processes: int) -> None:
         self.settings = settings
         self.processes = processes
-        self._pool: Any = None
-        _init_worker(settings)
+        init_worker(settings)
+        self._pool = ProcessPool(processes, init_worker, (settings,))
 
     def map(self, fn: Any, batches: Iterator[list[Any]]) -> Iterator[Any]:
-        pending: deque[Any] = deque()
-        for batch in batches:
-            if self.processes > 1 and self._pool is None and len(batch) >= BATCH:
-                import multiprocessing
-
-                methods = multiprocessing.get_all_start_methods()
-                context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-                self._pool = context.Pool(self.processes, _init_worker, (self.settings,))
-            if self._pool is None:
-                yield fn(batch)
-                continue
-            pending.append(self._pool.apply_async(fn, (batch,)))
-            while len(pending) > 2 * self.processes:
-                yield pending.popleft().get()
-        while pending:
-            yield pending.popleft().get()
+        return self._pool.map(fn, batches, worth=lambda batch: len(batch) >= BATCH)
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.close()
-            self._pool.join()
-            self._pool = None
+        self._pool.close()
 
 
 # ---------------------------------------------------------------- reading the inputs
@@ -223,33 +212,39 @@ class Workers:
 
 @dataclass
 class Sources:
-    """The files of one run, input files first, then ``--against`` files; global indices span both."""
+    """The files of one run, input files first, then ``--against`` files; global indices span both.
+
+    Files are read piece by piece (``thresher.curate.io.shards``), so the last
+    pass can write one output part per piece.
+    """
 
     paths: list[str]
+    pieces: list[Piece]
     file: array = field(default_factory=lambda: array("i"))
     line: array = field(default_factory=lambda: array("q"))
     input_records: int = 0
 
-    def scan(self, files: range) -> Iterator[tuple[int, int, Row]]:
-        """(global index, file number, row) for every row of ``paths[files]``, in order."""
+    def scan(self, files: range) -> Iterator[tuple[int, Piece, Row]]:
+        """(global index, piece, row) for every row of ``paths[files]``, in order."""
         index = int(np.searchsorted(np.frombuffer(self.file, dtype=np.int32), files.start))  # rows before it
-        for f in files:
-            for row in read_rows(self.paths[f]):
-                yield index, f, row
-                index += 1
+        for piece in self.pieces:
+            if piece.file in files:
+                for row in read_piece(piece):
+                    yield index, piece, row
+                    index += 1
 
     def where(self, index: int) -> str:
         return f"{self.paths[self.file[index]]}:{self.line[index]}"
 
 
 def batches(
-    rows: Iterator[tuple[int, int, Row]], record: Sources | None = None
+    rows: Iterator[tuple[int, Piece, Row]], record: Sources | None = None
 ) -> Iterator[list[dict[str, Any] | None]]:
     """Batches of raw rows; ``record`` remembers each row's file and line on the way."""
     batch: list[dict[str, Any] | None] = []
-    for _, file_number, row in rows:
+    for _, piece, row in rows:
         if record is not None:
-            record.file.append(file_number)
+            record.file.append(piece.file)
             record.line.append(row.line)
         batch.append(row.data)
         if len(batch) == BATCH:
@@ -257,3 +252,16 @@ def batches(
             batch = []
     if batch:
         yield batch
+
+
+def route(out: PieceStage, row: Row, error: tuple[str, str] | None, duplicate: tuple[str, str, str, float] | None) -> None:
+    """The last pass, one row: removed as invalid (``error``: field, reason), removed as a duplicate
+    (``duplicate``: survivor id, survivor file:line, kind, similarity), or kept as read."""
+    if error is not None:
+        out.remove(row, "invalid", field=error[0], error=row.error or error[1])
+    elif duplicate is not None:
+        survivor, source, kind, similarity = duplicate
+        out.remove(row, "duplicate", duplicate_of=survivor, duplicate_of_source=source, kind=kind,
+                   similarity=round(similarity, 4))
+    else:
+        out.keep(row.data)

@@ -340,8 +340,28 @@ def _read_parquet(source: str, _suffix: str, gz: bool) -> Iterator[Row]:
     import pyarrow.parquet as pq
 
     handle = gzip.open(source, "rb") if gz else source
-    number = 0
-    for batch in pq.ParquetFile(handle).iter_batches(batch_size=4096):
+    yield from _parquet_rows(source, pq.ParquetFile(handle).iter_batches(batch_size=4096), 1)
+
+
+def parquet_row_groups(path: str | os.PathLike[str]) -> list[int]:
+    """Rows in each row group of a plain (not gzipped) Parquet file: the pieces workers read."""
+    import pyarrow.parquet as pq
+
+    metadata = pq.ParquetFile(path).metadata
+    return [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)]
+
+
+def read_parquet_group(path: str | os.PathLike[str], group: int, first_line: int) -> Iterator[Row]:
+    """The rows of one row group, numbered from ``first_line`` (its first row's number in the file)."""
+    import pyarrow.parquet as pq
+
+    table = pq.ParquetFile(path).read_row_group(group)
+    yield from _parquet_rows(str(path), table.to_batches(max_chunksize=4096), first_line)
+
+
+def _parquet_rows(source: str, batches: Any, first_line: int) -> Iterator[Row]:
+    number = first_line - 1
+    for batch in batches:
         for record in batch.to_pylist():
             number += 1
             yield Row(source, number, {k: v for k, v in record.items() if v is not None})

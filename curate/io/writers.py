@@ -18,6 +18,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import stat
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -110,6 +111,38 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[An
         raise
     finally:
         _OPEN_TEMPS.discard(tmp)
+
+
+def require_new_folder(path: str | os.PathLike[str]) -> Path:
+    """``path`` if it is absent or an empty folder; call before slow work so a bad ``-o`` fails fast."""
+    target = Path(path)
+    check_output(target)
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise ThresherError(f"{target} exists and is not empty; choose a new output folder")
+    return target
+
+
+@contextmanager
+def atomic_folder(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """A folder beside ``path`` that becomes ``path`` only if the block succeeds.
+
+    For outputs made of several files (a model folder): a crash leaves
+    ``.NAME.partial`` (removed on the next try), never a half-written ``NAME``
+    that a later load would trust. ``path`` must be absent or an empty folder,
+    so an output never overwrites anything.
+    """
+    target = require_new_folder(path)
+    staging = target.with_name(f".{target.name}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        yield staging
+        if target.exists():
+            target.rmdir()
+        os.replace(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
 
 
 def dumps(record: Any) -> str:
@@ -208,11 +241,7 @@ class RecordWriter:
     def write(self, record: dict[str, Any]) -> None:
         """Write one record (raises ``TabularError`` for a nested value in a CSV output)."""
         if self.type == ".csv":
-            if isinstance(record.get("meta"), dict):  # thresher's own scores and provenance: one JSON cell
-                record = {**record, "meta": json.dumps(record["meta"], ensure_ascii=False)}
-            nested = next((key for key, value in record.items() if isinstance(value, (dict, list))), None)
-            if nested is not None:
-                raise TabularError(f"csv holds single-turn data only; field {nested!r} is nested")
+            record = csv_row(record)
         if self.type in (".csv", ".parquet"):
             self._rows.append(record)
         else:
@@ -255,6 +284,20 @@ class RecordWriter:
 
 class TabularError(ValueError):
     """A record that a flat table (CSV) cannot hold without losing its structure."""
+
+
+def csv_row(record: dict[str, Any]) -> dict[str, Any]:
+    """``record`` as a CSV row (``meta`` as one JSON cell); ``TabularError`` for any other nested value.
+
+    Public so a worker can refuse what a CSV output cannot hold before the
+    record reaches the process that writes the file.
+    """
+    if isinstance(record.get("meta"), dict):  # thresher's own scores and provenance: one JSON cell
+        record = {**record, "meta": json.dumps(record["meta"], ensure_ascii=False)}
+    nested = next((key for key, value in record.items() if isinstance(value, (dict, list))), None)
+    if nested is not None:
+        raise TabularError(f"csv holds single-turn data only; field {nested!r} is nested")
+    return record
 
 
 class AppendJsonl:

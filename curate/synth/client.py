@@ -278,15 +278,29 @@ class LLMClient:
         return body
 
     async def _send(self, body: dict[str, Any], request: Request, mode: str) -> dict[str, Any]:
-        """POST with rate limits, bounded concurrency and retries with backoff on transient errors."""
-        from openai import APIConnectionError, APIStatusError, APITimeoutError
-
+        """One chat completion for ``request`` shaped as ``body``."""
         params = {
             name: value
             for name, value in (("temperature", request.temperature), ("max_tokens", request.max_tokens), ("seed", request.seed))
             if value is not None
         }
-        estimate = sum(len(m["content"]) for m in body["messages"]) / 3 + (request.max_tokens or 512)
+        shape = {key: value for key, value in body.items() if key != "messages"}
+        return await self.chat(body["messages"], model=request.model, **shape, **params)
+
+    async def chat(self, messages: list[dict[str, str]], model: str | None = None, **params: Any) -> dict[str, Any]:
+        """The raw reply (a dict) to one Chat Completions request: no validation, any finish reason.
+
+        Evaluation uses this: an answer cut at the token limit is still an answer to score.
+        """
+        payload = {**params, "model": model or self.config.model, "messages": messages}
+        estimate = sum(len(m["content"]) for m in messages) / 3 + (params.get("max_tokens") or 512)
+        return await self.post("/chat/completions", payload, estimate)
+
+    async def post(self, path: str, payload: dict[str, Any], estimate: float = 0.0) -> dict[str, Any]:
+        """POST ``payload`` to ``path`` (e.g. ``/completions``) with rate limits, bounded concurrency and
+        retries with backoff on transient errors; the reply as a dict. ``estimate``: tokens, for ``--tpm``."""
+        from openai import APIConnectionError, APIStatusError, APITimeoutError
+
         for attempt in range(self.config.max_retries + 1):
             if self._rpm:
                 await self._rpm.acquire(1)
@@ -301,8 +315,7 @@ class LLMClient:
                     # TypedDict annotations and parsing into models: at concurrency 64 those cost
                     # more CPU than the HTTP exchange (benchmarks/bench_synth.py). Servers also vary
                     # in what they fill in, so the reply is read leniently as plain JSON.
-                    payload = {"model": request.model or self.config.model, **body, **params}
-                    content = await self._openai.post("/chat/completions", body=payload, cast_to=bytes)
+                    content = await self._openai.post(path, body=payload, cast_to=bytes)
                     completion = _json_object(content)
                 except APITimeoutError:
                     reason, detail = "timeout", f"no reply within {self.config.timeout:g} s"

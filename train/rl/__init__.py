@@ -1,0 +1,1 @@
+"""Online RL after the reward model: PPO and GRPO on the one training loop (see ``run.py``)."""
