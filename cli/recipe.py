@@ -45,7 +45,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from thresher.cli.manifest import collect_counts, content_hash, masked, read_json
 from thresher.cli.recipe_check import check_keys, check_stages, find_recipe, parse_sets, print_recipes
 from thresher.curate.errors import ThresherError
-from thresher.curate.io.readers import load_yaml_file
+from thresher.curate.io.yaml_file import load_yaml_file
 from thresher.curate.io.writers import write_json
 from thresher.curate.io.claims import InputPath, OutputPath
 

@@ -138,20 +138,17 @@ def load_identity(args: argparse.Namespace) -> Any:
 
     from thresher.schemas import Identity
 
-    if args.profile:
+    if args.profile and args.profile.endswith((".yaml", ".yml")):
+        from thresher.curate.io.yaml_file import load_yaml_file
+
+        data = load_yaml_file(args.profile, "profile")
+    elif args.profile:
         try:
-            text = Path(args.profile).read_text(encoding="utf-8")
+            data = json.loads(Path(args.profile).read_text(encoding="utf-8"))
         except OSError as exc:
             raise InputError(args.profile, f"cannot read: {exc.strerror}") from None
-        try:
-            if args.profile.endswith((".yaml", ".yml")):
-                import yaml
-
-                data = yaml.safe_load(text)
-            else:
-                data = json.loads(text)
-        except Exception as exc:  # noqa: BLE001 - any parse error is the user's file
-            raise InputError(args.profile, f"not valid {'YAML' if args.profile.endswith(('.yaml', '.yml')) else 'JSON'}: {exc}") from None
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise InputError(args.profile, f"not valid JSON: {exc}") from None
     else:
         if not (getattr(args, "name", None) and getattr(args, "author", None)):
             raise ThresherError("give --name and --author (or --profile FILE)")
