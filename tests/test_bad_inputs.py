@@ -37,7 +37,7 @@ def big_line() -> bytes:
     return jsonl([{"instruction": "Summarize this.", "input": "", "output": text}])
 
 
-#: Bad data files by kind (the folder, output-equal-to-input and side-output kinds are made per test).
+#: Bad data files by kind (the folder kinds are made by the fixture; output-equal-to-input and side-output per test).
 DATA = {
     "empty": lambda: b"",
     "whitespace": lambda: b"  \n\t\n   \n",
@@ -51,9 +51,10 @@ DATA = {
                                   {"conversations": [{"from": "human", "value": {"x": 1}}]}, GOOD[0]]),
     "crlf": lambda: jsonl(GOOD, newline="\r\n"),
 }
-KINDS = [*DATA, "folder", "output-is-input", "side-output-is-input"]
-#: Inputs that cannot be read as a whole: exit 2, nothing written.
-UNREADABLE = {"binary", "utf16", "latin1", "folder"}
+KINDS = [*DATA, "folder", "empty-folder", "output-is-input", "side-output-is-input"]
+#: Inputs that cannot be read as a whole: exit 2, nothing written. A folder of record files is read file by
+#: file (a Spark or Ray output folder); one holding none is refused rather than read as an empty dataset.
+UNREADABLE = {"binary", "utf16", "latin1", "empty-folder"}
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +67,11 @@ def inputs(tmp_path_factory) -> dict[str, Path]:
     files["folder"] = root / "folder.jsonl"
     files["folder"].mkdir()
     (files["folder"] / "part-0.jsonl").write_bytes(jsonl(GOOD))
+    (files["folder"] / "part-1.jsonl").write_bytes(jsonl(GOOD[:1]))
+    (files["folder"] / "_SUCCESS").write_bytes(b"")
+    files["empty-folder"] = root / "empty.jsonl"
+    files["empty-folder"].mkdir()
+    (files["empty-folder"] / "_SUCCESS").write_bytes(b"")
     return files
 
 

@@ -57,9 +57,9 @@ def file_type(path: str | os.PathLike[str]) -> tuple[str, bool]:
     """Return (suffix, gzipped) for ``path``, or raise ``InputError`` naming what is supported."""
     p = Path(path)
     if p.is_dir():
-        if (p / "dataset_info.json").exists() or (p / "dataset_dict.json").exists():
-            return "datasets", False
-        raise InputError(str(p), "folder is not one written by datasets' save_to_disk")
+        if not is_datasets_folder(p):
+            raise InputError(str(p), "folder is not one written by datasets' save_to_disk")
+        return "datasets", False
     name = p.name.lower()
     gz = name.endswith(".gz")
     if gz:
@@ -68,6 +68,11 @@ def file_type(path: str | os.PathLike[str]) -> tuple[str, bool]:
         if name.endswith(suffix):
             return suffix, gz
     raise InputError(str(p), f"unknown file type; expected one of {', '.join(SUFFIXES)} (optionally .gz)")
+
+
+def is_datasets_folder(path: Path) -> bool:
+    """A folder written by ``datasets``' ``save_to_disk`` (any other folder stands for the record files in it)."""
+    return (path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists()
 
 
 def read_rows(path: str | os.PathLike[str]) -> Iterator[Row]:
@@ -80,6 +85,13 @@ def read_rows(path: str | os.PathLike[str]) -> Iterator[Row]:
         yield from read_dataset_folder(*spec)
         return
     source = str(path)
+    pattern = not Path(path).exists() and bool(set("*?[") & set(source))
+    if pattern or Path(path).is_dir() and not is_datasets_folder(Path(path)):
+        from thresher.curate.io.shards import expand_inputs  # a folder of record files, or a glob: each file in turn
+
+        for file in expand_inputs([source]):
+            yield from read_rows(file)
+        return
     if not Path(path).exists():
         raise InputError(source, "no such file or folder")
     suffix, gz = file_type(path)
