@@ -69,7 +69,7 @@ def inputs(tmp_path_factory) -> dict[str, Path]:
     (files["folder"] / "part-0.jsonl").write_bytes(jsonl(GOOD))
     (files["folder"] / "part-1.jsonl").write_bytes(jsonl(GOOD[:1]))
     (files["folder"] / "_SUCCESS").write_bytes(b"")
-    files["empty-folder"] = root / "empty.jsonl"
+    files["empty-folder"] = root / "no-records.jsonl"
     files["empty-folder"].mkdir()
     (files["empty-folder"] / "_SUCCESS").write_bytes(b"")
     return files
@@ -141,7 +141,7 @@ EXIT = {("validate", kind): 1 for kind in ("nul", "deep", "wrong-types")}
 EXIT.update({("train", "empty"): 2, ("train", "whitespace"): 2, ("train", "20mb-line"): 2})  # no trainable record
 #: Slow: the 20 MB line through every rule, shingle or statistic, and every case that really trains.
 SLOW = {("dedup", "20mb-line"), ("filter", "20mb-line"), ("stats", "20mb-line")}
-SLOW |= {("train", kind) for kind in ("nul", "deep", "wrong-types", "crlf")}
+SLOW |= {("train", kind) for kind in ("nul", "deep", "wrong-types", "crlf", "folder")}
 COMMANDS = ["validate", "convert", "dedup", "filter", "mix", "split", "stats", "train"]
 
 
