@@ -13,14 +13,16 @@ import argparse
 from importlib.resources import as_file, files
 from pathlib import Path
 
+from thresher.curate.io.claims import InputPath, OutputPath
+
 #: Training settings that let a random tiny model memorise its data in a few minutes on 2 CPU cores.
 TINY_TRAINING = {"method": "full", "max_steps": 300, "lr": 3e-3, "batch_size": 16, "grad_accum": 1, "max_len": 256}
 TINY_MODEL = {"layers": 2, "hidden": 128, "vocab_size": 3000}
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", default="thresher-demo", metavar="DIR", help="where everything is written (default ./thresher-demo)")
-    parser.add_argument("--model", metavar="PATH", help="a real base model folder instead of the tiny one (LoRA, recipe defaults)")
+    parser.add_argument("--out", default="thresher-demo", type=OutputPath, metavar="DIR", help="where everything is written (default ./thresher-demo)")
+    parser.add_argument("--model", type=InputPath, metavar="PATH", help="a real base model folder instead of the tiny one (LoRA, recipe defaults)")
     parser.add_argument("--base-url", metavar="URL", help="synthesize identity data through this OpenAI-compatible API")
     parser.add_argument("--api-model", metavar="NAME", help="the API's model name (with --base-url; key from OPENAI_API_KEY)")
     parser.add_argument("--steps", type=int, default=TINY_TRAINING["max_steps"], help="training steps for the tiny model")
