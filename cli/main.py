@@ -117,9 +117,11 @@ def _main(argv: list[str]) -> int:
         parser.print_help()
         return 2
     from thresher.curate.errors import ThresherError
+    from thresher.curate.io.claims import guard
 
     try:
-        return importlib.import_module(args._module).run(args)
+        with guard(args):  # no output may be an input; each output is locked while the command runs
+            return importlib.import_module(args._module).run(args)
     except ThresherError as exc:
         print(f"thresher {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -36,7 +36,11 @@ def collect_counts(stage_dir: Path) -> dict[str, Any]:
     counts: dict[str, Any] = {}
     for stats_file in sorted(stage_dir.rglob("*stats.json")):
         stats = read_json(stats_file)
-        for part in stats.get("stages", [stats]) if isinstance(stats, dict) else []:
+        if not isinstance(stats, dict):
+            continue
+        # The files' own counts when the stats give them (synthesis: output and rejects, every run so far);
+        # a resumed stage's per-run numbers would undercount what the files hold.
+        for part in [stats] if "kept" in stats or "stages" not in stats else stats["stages"]:
             _add_counts(counts, part)
     for path in stage_dir.rglob("metrics.jsonl"):
         lines = path.read_text(encoding="utf-8").splitlines()

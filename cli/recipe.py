@@ -45,7 +45,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from thresher.cli.manifest import collect_counts, content_hash, masked, read_json
 from thresher.cli.recipe_check import check_keys, check_stages, find_recipe, parse_sets, print_recipes
 from thresher.curate.errors import ThresherError
+from thresher.curate.io.yaml_file import load_yaml_file
 from thresher.curate.io.writers import write_json
+from thresher.curate.io.claims import InputPath, OutputPath
 
 MANIFEST = "manifest.json"
 #: Commands that take --engine/--ray-address (the curation stages that run on Ray).
@@ -101,17 +103,14 @@ class Recipe(BaseModel):
 
 def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> Recipe:
     """Read a recipe, apply ``--set`` overrides to its vars and substitute ``${var}``."""
-    import yaml
-
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ThresherError(f"{path}: no such recipe") from None
-    except yaml.YAMLError as exc:
-        raise ThresherError(f"{path}: not valid YAML: {exc}") from None
+    raw = load_yaml_file(path, "recipe")
     if not isinstance(raw, dict):
         raise ThresherError(f"{path}: a recipe is a mapping with a 'stages' list")
+    if not isinstance(raw.get("vars") or {}, dict):
+        raise ThresherError(f"{path}: vars must be a mapping of name: value")
+    if not isinstance(raw.get("stages") or [], list):
+        raise ThresherError(f"{path}: stages must be a list of stages")
     check_keys(raw, path)
     variables = {"recipe_dir": str(path.parent.resolve()), **(raw.get("vars") or {}), **(overrides or {})}
     unknown = set(overrides or {}) - set(raw.get("vars") or {})
@@ -297,10 +296,11 @@ class Runner:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("recipe", nargs="?", metavar="RECIPE.yaml|NAME",
+    parser.add_argument("recipe", nargs="?", type=InputPath, metavar="RECIPE.yaml|NAME",
                         help="the recipe file, or the name of a shipped recipe (see --list)")
     parser.add_argument("--list", action="store_true", help="list the shipped recipes and exit")
-    parser.add_argument("--out", metavar="DIR", help="run folder (default: the recipe's run_dir, else ./thresher-run/<recipe name>)")
+    parser.add_argument("--out", type=OutputPath, metavar="DIR",
+                        help="run folder (default: the recipe's run_dir, else ./thresher-run/<recipe name>)")
     parser.add_argument("--from", dest="start_from", metavar="STAGE", help="rerun from this stage on, even if unchanged")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="VAR=VALUE", help="override a recipe var")
     parser.add_argument("--engine", choices=("local", "ray"),

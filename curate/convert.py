@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from thresher.schemas import QA, Dialogue, Preference, Record, Scored
 from thresher.curate.engines import Job
 from thresher.curate.engines import add_arguments as add_engine_arguments
+from thresher.curate.io.claims import InputPath, OutputPath
 from thresher.curate.errors import RecordError, ThresherError
 from thresher.curate.io.formats import FORMATS, RENDERERS, CannotRender, looks_like, to_records
 from thresher.curate.io.formats.base import as_dialogue
@@ -300,8 +301,8 @@ def reason_of(exc: RecordError) -> str:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("paths", nargs="+", metavar="IN", help="record files, folders of them, globs, datasets folders")
-    parser.add_argument("-o", "--output", required=True, metavar="OUT",
+    parser.add_argument("paths", nargs="+", type=InputPath, metavar="IN", help="record files, folders of them, globs, datasets folders")
+    parser.add_argument("-o", "--output", required=True, type=OutputPath, metavar="OUT",
                         help="output file (.jsonl/.json/.parquet/.csv, .gz allowed), a folder OUT/ for one part per "
                              "piece, or, for llamafactory, its data folder")
     parser.add_argument("--to", required=True, choices=TARGETS, help="target format")
@@ -309,7 +310,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--system", metavar="TEXT", help="set or override the system prompt of every output record")
     parser.add_argument("--last-turn", action="store_true",
                         help="keep only the final exchange of a record the target cannot hold whole")
-    parser.add_argument("--rejects", metavar="FILE", help="where rejected records go (default: beside OUT, .rejects.jsonl)")
+    parser.add_argument("--rejects", type=OutputPath, metavar="FILE", help="where rejected records go (default: beside OUT, .rejects.jsonl)")
     parser.add_argument("--strict", action="store_true", help="exit 1 if any record was rejected")
     parser.add_argument("--min-margin", type=float, default=0.0, metavar="X",
                         help="reward data: pair two responses only when their scores differ by more than X (default 0)")

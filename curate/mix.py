@@ -26,6 +26,7 @@ from functools import cached_property
 from pathlib import Path
 
 from thresher.curate.errors import ThresherError
+from thresher.curate.io.claims import InputPath, OutputPath
 from thresher.curate.io.readers import Row, read_rows
 from thresher.curate.stage import Stage, default_sidecar, with_meta
 from thresher.curate.io.writers import RecordWriter
@@ -47,15 +48,28 @@ class Source:
         return [i for i, row in enumerate(self.rows) if row.data is not None]
 
 
-def parse_spec(spec: str) -> tuple[str, float | None]:
-    """``PATH[:RATE]``: the rate is whatever follows the last colon, if it is a number."""
+def _split_spec(spec: str) -> tuple[str, str | None]:
+    """``PATH[:RATE]`` -> (PATH, RATE as written); the rate is whatever follows the last colon, if a number."""
     match = re.fullmatch(r"(.+):([0-9]*\.?[0-9]+)", spec)
     if not match or Path(spec).exists():
         return spec, None
-    rate = float(match.group(2))
+    return match.group(1), match.group(2)
+
+
+def spec_path(spec: str) -> InputPath:
+    """The argument type of a SPEC: the spec as given, declaring its file as an input."""
+    return InputPath(spec, _split_spec(spec)[0])
+
+
+def parse_spec(spec: str) -> tuple[str, float | None]:
+    """``PATH[:RATE]`` with the rate checked."""
+    path, written = _split_spec(spec)
+    if written is None:
+        return path, None
+    rate = float(written)
     if not MIN_RATE <= rate <= MAX_RATE:
         raise ThresherError(f"{spec}: rate must be between {MIN_RATE} and {MAX_RATE:g}")
-    return match.group(1), rate
+    return path, rate
 
 
 def parse_ratio(text: str, sources: int) -> list[float]:
@@ -99,14 +113,14 @@ def plan(sources: list[Source], weights: list[float] | None, rng: random.Random)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("specs", nargs="+", metavar="PATH[:RATE]",
+    parser.add_argument("specs", nargs="+", type=spec_path, metavar="PATH[:RATE]",
                         help="sources; RATE in [0.01, 10]: <1 samples, >1 repeats (default 1)")
-    parser.add_argument("-o", "--output", required=True, metavar="OUT", help="output file (.jsonl/.json/.parquet/.csv)")
+    parser.add_argument("-o", "--output", required=True, type=OutputPath, metavar="OUT", help="output file (.jsonl/.json/.parquet/.csv)")
     parser.add_argument("--seed", type=int, default=42, help="sampling and shuffling seed (default 42)")
     parser.add_argument("--ratio", metavar="A:B[:...]",
                         help="target proportion between sources, e.g. 1:5; samples each down to fit (no RATE then)")
     parser.add_argument("--no-meta", action="store_true", help="write records exactly as read, without the meta key")
-    parser.add_argument("--removed", metavar="FILE", help="records not sampled (default: beside OUT)")
+    parser.add_argument("--removed", type=OutputPath, metavar="FILE", help="records not sampled (default: beside OUT)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -29,6 +29,7 @@ from typing import Any
 
 from thresher.schemas import find_placeholder
 from thresher.curate.errors import InputError, ThresherError
+from thresher.curate.io.claims import InputPath, OutputPath
 
 #: Slot words that mean the same thing; ``--set name=X`` fills all of them.
 SYNONYMS: dict[str, tuple[str, ...]] = {
@@ -168,8 +169,8 @@ def leftover_placeholders(value: Any) -> list[str]:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("input", metavar="IN", help="record file (any format thresher reads)")
-    parser.add_argument("-o", "--output", required=True, metavar="OUT", help="output .jsonl or .json (optionally .gz)")
+    parser.add_argument("input", type=InputPath, metavar="IN", help="record file (any format thresher reads)")
+    parser.add_argument("-o", "--output", required=True, type=OutputPath, metavar="OUT", help="output .jsonl or .json (optionally .gz)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="fill placeholder KEY (repeatable)")
     parser.add_argument("--replace", action="append", default=[], metavar="OLD=NEW", help="replace a literal string (repeatable)")
 

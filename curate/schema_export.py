@@ -11,6 +11,7 @@ from pathlib import Path
 
 from thresher.schemas import KINDS
 from thresher.curate.io.writers import write_json
+from thresher.curate.io.claims import OutputPath
 
 
 def export(directory: str | Path) -> list[Path]:
@@ -26,7 +27,7 @@ def export(directory: str | Path) -> list[Path]:
 def configure(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     export_parser = actions.add_parser("export", help="write one JSON Schema file per record kind")
-    export_parser.add_argument("-o", "--out", required=True, metavar="DIR", help="output folder")
+    export_parser.add_argument("-o", "--out", required=True, type=OutputPath, metavar="DIR", help="output folder")
 
 
 def run(args: argparse.Namespace) -> int:

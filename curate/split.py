@@ -32,6 +32,7 @@ from thresher.curate.dedup.shingles import normalize
 from thresher.curate.stage import Stage, with_meta
 from thresher.curate.text.fields import texts_of
 from thresher.curate.io.writers import RecordWriter
+from thresher.curate.io.claims import InputPath, OutputPath
 
 SPLITS = ("train", "val", "test")
 MISSING = "(missing)"
@@ -68,8 +69,8 @@ def assign(groups: dict[str, list[int]], strata: dict[str, str], fractions: dict
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("path", metavar="IN", help="record file or datasets folder")
-    parser.add_argument("-o", "--output", required=True, metavar="DIR", help="folder for train/val/test files")
+    parser.add_argument("path", type=InputPath, metavar="IN", help="record file or datasets folder")
+    parser.add_argument("-o", "--output", required=True, type=OutputPath, metavar="DIR", help="folder for train/val/test files")
     parser.add_argument("--val", type=float, default=0.1, help="validation share (default 0.1)")
     parser.add_argument("--test", type=float, default=0.0, help="test share (default 0: no test file)")
     parser.add_argument("--seed", type=int, default=42, help="seed of the group order (default 42)")

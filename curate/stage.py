@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from thresher.schemas import Record
 from thresher.curate.errors import RecordError
 from thresher.curate.io.formats import to_record
+from thresher.curate.io.claims import check_output
 from thresher.curate.io.readers import Row, read_rows
 from thresher.curate.io.writers import JsonlWriter, RecordWriter, write_json
 
@@ -70,6 +71,8 @@ class Stage:
     def __init__(self, name: str, removed_path: str | Path | None, stats_path: str | Path | None = None) -> None:
         self.name = name
         self.stats_path = Path(stats_path) if stats_path else None
+        if self.stats_path is not None:
+            check_output(self.stats_path)  # now, not when the stats are written after the output
         self.records_in = 0
         self.kept = 0
         self.removed: Counter[str] = Counter()

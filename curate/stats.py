@@ -36,6 +36,7 @@ from thresher.curate.io.formats import to_records
 from thresher.curate.io.shards import read_piece
 from thresher.curate.text.fields import texts_of
 from thresher.curate.text.scripts import script_language
+from thresher.curate.io.claims import InputPath
 
 if TYPE_CHECKING:
     from thresher.curate.engines import Engine
@@ -188,8 +189,8 @@ def path_stats(paths: list[str], engine: Engine, tokenizer: str | None = None) -
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("paths", nargs="+", metavar="IN", help="record files, folders of them, globs, datasets folders")
-    parser.add_argument("--tokenizer", metavar="PATH", help="local tokenizer folder: also count tokens per field")
+    parser.add_argument("paths", nargs="+", type=InputPath, metavar="IN", help="record files, folders of them, globs, datasets folders")
+    parser.add_argument("--tokenizer", type=InputPath, metavar="PATH", help="local tokenizer folder: also count tokens per field")
     parser.add_argument("--json", action="store_true", help="print one JSON object per run instead of tables")
     add_engine_arguments(parser, "processes tallying pieces of the input")
 

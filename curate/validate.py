@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from thresher.schemas import QA, Dialogue, Record
 from thresher.curate.engines import Job
 from thresher.curate.engines import add_arguments as add_engine_arguments
+from thresher.curate.io.claims import InputPath, OutputPath
 from thresher.curate.errors import InputError, RecordError
 from thresher.curate.io.formats import FORMATS, looks_like, to_record
 from thresher.curate.io.readers import Row
@@ -185,11 +186,11 @@ def validate_paths(
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("paths", nargs="+", metavar="PATH", help="record files, folders of them, globs, datasets folders")
+    parser.add_argument("paths", nargs="+", type=InputPath, metavar="PATH", help="record files, folders of them, globs, datasets folders")
     parser.add_argument("--kind", choices=KIND_CHOICES, default="auto", help="record kind every record must be")
     parser.add_argument("--from", dest="fmt", choices=FORMATS, help="force the record format instead of detecting it")
-    parser.add_argument("--rejects", metavar="FILE", help="write every invalid record as read, with its error (JSONL)")
-    parser.add_argument("--report", metavar="FILE", help="write a JSON report of all errors")
+    parser.add_argument("--rejects", type=OutputPath, metavar="FILE", help="write every invalid record as read, with its error (JSONL)")
+    parser.add_argument("--report", type=OutputPath, metavar="FILE", help="write a JSON report of all errors")
     add_engine_arguments(parser, "processes checking pieces of the input")
 
 

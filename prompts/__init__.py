@@ -6,6 +6,7 @@ or an editable checkout alike.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from importlib.resources import files
 from importlib.resources.abc import Traversable
 
@@ -18,6 +19,7 @@ def resource(name: str) -> Traversable:
     return path
 
 
+@lru_cache(maxsize=None)
 def read_text(name: str) -> str:
-    """The text of the packaged data file ``name``."""
+    """The text of the packaged data file ``name`` (read once: the files ship with the package)."""
     return resource(name).read_text(encoding="utf-8")

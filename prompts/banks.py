@@ -97,6 +97,13 @@ def identity_defaults(lang: str) -> dict[str, Any]:
     return json.loads(read_text("identity/defaults.json"))[lang]
 
 
+@lru_cache(maxsize=None)
+def identity_reasks(lang: str) -> dict[str, str]:
+    """Follow-up texts that tell a model which identity rule its answer broke, by rule, in ``lang``."""
+    _check_lang(lang)
+    return json.loads(read_text("identity/reasks.json"))[lang]
+
+
 def eval_questions(lang: str | None = None) -> list[dict[str, str]]:
     """Held-out identity probes ``{"lang", "category", "question"[, "competitor"]}``, disjoint from the bank."""
     rows = _jsonl("identity/eval_questions.jsonl")

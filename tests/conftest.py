@@ -13,6 +13,13 @@ ROOT = Path(__file__).resolve().parents[1]
 PEER_DATA = ROOT.parent / "shared" / "peer-data" / "llamafactory"
 
 
+@pytest.fixture(autouse=True)
+def no_ambient_api(monkeypatch):
+    """No test talks to an API the developer's shell points at: offline is the default without one."""
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture
 def peer_data() -> Path:
     """LLaMA-Factory's demo data files; a fresh clone does not have them, so skip cleanly."""

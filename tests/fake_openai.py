@@ -22,9 +22,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import random
 import re
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,9 +43,15 @@ class Reply:
     finish_reason: str = "stop"
     refusal: str | None = None
     error: str = "error"
+    body: str | None = None  # sent verbatim as a 200 body instead of a completion: a garbled or cut-off reply
 
 
 Responder = Callable[[dict[str, Any]], Reply]
+
+#: The API key tests send; no file or message may ever hold it, whole or in part.
+KEY = "sk-live-TOPSECRET-9f8e7d6c5b4a"
+#: An identity with both Chinese and English forms, as ``thresher synth identity`` flags.
+ID_FLAGS = ["--name", "小州", "--author", "神州数码", "--name-en", "Xiaozhou", "--author-en", "Digital China"]
 
 
 def last_user(body: dict[str, Any]) -> str:
@@ -77,6 +85,34 @@ class Scripted:
             if self.script:
                 return self.script.pop(0)
         return self.fallback(body)
+
+
+class Faults:
+    """A share ``rate`` of requests get a fault instead of ``responder``'s reply, chosen at random (seeded):
+    429 with Retry-After, 500, a cut-off body, malformed JSON content, or plain text where JSON was asked."""
+
+    KINDS = ("429", "500", "cut_body", "malformed_json", "plain_text")
+
+    def __init__(self, responder: Responder, rate: float, seed: int = 0) -> None:
+        self.responder, self.rate = responder, rate
+        self.rng = random.Random(seed)
+        self.injected: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def __call__(self, body: dict[str, Any]) -> Reply:
+        with self._lock:
+            kind = self.rng.choice(self.KINDS) if self.rng.random() < self.rate else None
+            if kind:
+                self.injected[kind] += 1
+        if kind is None:
+            return self.responder(body)
+        return {
+            "429": Reply(status=429, error="rate limited", headers={"retry-after": "1", "retry-after-ms": "10"}),
+            "500": Reply(status=500, error="internal server error"),
+            "cut_body": Reply(body='{"id": "chatcmpl-x", "choices": [{"message": {"content": "I am'),
+            "malformed_json": Reply('{"paraphrases": ["half a list", '),
+            "plain_text": Reply("Sure, happy to help with that!"),
+        }[kind]
 
 
 def _is_zh(text: str) -> bool:
@@ -113,6 +149,11 @@ def echo_responder(body: dict[str, Any]) -> Reply:
     if wants_schema(body, "answer"):
         return Reply(json.dumps({"answer": f"answer to: {question}"}, ensure_ascii=False))
     return Reply(f"answer to: {question}")
+
+
+def api_flags(server: FakeOpenAI, *extra: str) -> list[str]:
+    """The client flags that point a synth command at ``server`` with the test key and quick backoff."""
+    return ["--base-url", server.url, "--model", "fake-model", "--api-key", KEY, "--backoff", "0.01", *extra]
 
 
 class FakeOpenAI:
@@ -168,7 +209,7 @@ class FakeOpenAI:
                 headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in header_lines if h)}
                 body = await reader.readexactly(int(headers.get("content-length", "0")))
                 status, payload, extra = await self._handle(request_line, headers, body)
-                data = json.dumps(payload, ensure_ascii=False).encode()
+                data = payload if isinstance(payload, bytes) else json.dumps(payload, ensure_ascii=False).encode()
                 lines = [f"HTTP/1.1 {status} X", "content-type: application/json", f"content-length: {len(data)}"]
                 lines += [f"{k}: {v}" for k, v in extra.items()]
                 writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + data)
@@ -178,7 +219,7 @@ class FakeOpenAI:
         finally:
             writer.close()
 
-    async def _handle(self, request_line: str, headers: dict[str, str], raw: bytes) -> tuple[int, dict[str, Any], dict[str, str]]:
+    async def _handle(self, request_line: str, headers: dict[str, str], raw: bytes) -> tuple[int, Any, dict[str, str]]:
         path = request_line.split(" ")[1] if request_line.count(" ") >= 2 else ""
         legacy = path.endswith("/completions") and not path.endswith("/chat/completions")
         if not request_line.startswith("POST") or not (path.endswith("/chat/completions") or (legacy and self.completions)):
@@ -197,7 +238,7 @@ class FakeOpenAI:
         finally:
             self.in_flight -= 1
 
-    async def _answer(self, body: dict[str, Any], headers: dict[str, str]) -> tuple[int, dict[str, Any], dict[str, str]]:
+    async def _answer(self, body: dict[str, Any], headers: dict[str, str]) -> tuple[int, Any, dict[str, str]]:
         # "{auth}" in a scripted reply echoes the request's Authorization header, as careless servers do.
         auth = headers.get("authorization", "")
         if self.reject_json_schema and (body.get("response_format") or {}).get("type") == "json_schema":
@@ -207,6 +248,8 @@ class FakeOpenAI:
         await asyncio.sleep(self.latency + reply.delay)
         if reply.status != 200:
             return reply.status, {"error": {"message": reply.error.replace("{auth}", auth), "type": "server_error"}}, reply.headers
+        if reply.body is not None:
+            return 200, reply.body.encode(), reply.headers
         content = reply.content.replace("{auth}", auth) if reply.content is not None else None
         message: dict[str, Any] = {"role": "assistant", "content": content}
         if reply.refusal is not None:

@@ -323,6 +323,31 @@ def test_bad_label_template_is_a_usage_error(thresher, tmp_path):
     assert result.returncode == 2 and "--label-template must be zh, en, or contain {text}" in result.stderr
 
 
+def test_knowledge_records_as_the_source_material_writes_them(thresher, tmp_path):
+    """``{"entity", "facts": [{"fact", "value"}]}`` (the article's knowledge-graph shape) and the other spellings."""
+    rows = [
+        {"entity": "爱因斯坦", "facts": [{"fact": "出生日期", "value": "1879年3月14日"}, {"fact": "国籍", "value": "德国"},
+                                     {"fact": "主要成就", "value": "相对论"}]},
+        {"entity": "太阳系", "facts": [{"fact": "行星数量", "value": "8"}, {"fact": "最大行星", "value": "木星"}]},
+        {"entity": "Marie Curie", "facts": [{"attribute": "field", "value": "physics"}, {"relation": "spouse", "object": "Pierre Curie"},
+                                          {"key": "Nobel prizes", "value": 2}, {"attribute": "elements", "value": ["polonium", "radium"]}]},
+        {"entity": "Python", "facts": [{"fact": "创始人", "value": "Guido van Rossum"}]},
+        {"entity": "月球", "facts": [{"fact": "卫星"}]},
+    ]
+    out = tmp_path / "qa.jsonl"
+    result = thresher("convert", write_jsonl(tmp_path / "kg.jsonl", rows), "-o", out, "--to", "qa")
+    assert result.returncode == 0, result.stderr
+    assert [(r.data["question"], r.data["answer"]) for r in read_rows(out)] == [
+        ("爱因斯坦的出生日期是什么？", "1879年3月14日"), ("爱因斯坦的国籍是什么？", "德国"), ("爱因斯坦的主要成就是什么？", "相对论"),
+        ("太阳系的行星数量是什么？", "8"), ("太阳系的最大行星是什么？", "木星"),
+        ("What is the field of Marie Curie?", "physics"), ("What is the spouse of Marie Curie?", "Pierre Curie"),
+        ("What is the Nobel prizes of Marie Curie?", "2"), ("What is the elements of Marie Curie?", "polonium, radium"),
+        ("Python的创始人是什么？", "Guido van Rossum"),
+        ("关于月球，你知道什么？", "卫星"),
+    ]
+    assert stats_of(out) == {**stats_of(out), "in": 11, "kept": 11, "removed_total": 0}
+
+
 MIXED_TURNS = [
     {"question": "one turn", "answer": "one answer"},
     {"messages": [{"role": "user", "content": "u1"}, {"role": "assistant", "content": "a1"},

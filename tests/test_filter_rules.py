@@ -93,6 +93,55 @@ CASES = [
 ]
 
 
+# What the field's quality filters remove and a filter must too, however short the reply; and
+# the look-alikes that must stay: (prompt, response, the rule that removes it, or None to keep).
+SHORT_AND_BROKEN = [
+    ("Say something nice.", "I love you. I love you. I love you. I love you.", "repeated_ngrams"),
+    ("说点好听的。", "你好你好你好你好你好你好", "repeated_ngrams"),
+    ("Rate it.", "好好好好好好好好好好好好", "repeated_ngrams"),
+    ("Rate it.", "aaaaaaaaaaaaaaaaaaaaa", "repeated_ngrams"),
+    ("推荐一个网站。", "点击这里" * 11, "repeated_ngrams"),
+    ("推荐一个网站。", " ".join(["点击这里"] * 11), "repeated_ngrams"),
+    ("Give me a link to read more.", "https://example.com/some/page?id=3", None),  # the prompt asks for it
+    ("Explain gravity.", "https://example.com/some/page?id=3", "url_markup_lines"),
+    ("介绍一下引力。", "www.example.com", "url_markup_lines"),
+    ("What is the capital of France?", "The capital of France is the", "truncated"),
+    ("How do I make tea?", "Boil water and pour it over the leaves, then wait three minutes because", "truncated"),
+    ("怎么泡茶？", "要泡茶，先把水烧开，然后倒在茶叶上，等待三分钟，因为", "truncated"),
+    ("什么是光合作用？", "光合作用是植物把光能转化为化学能的过程，它发生在叶绿体中，并且", "truncated"),
+    ("Write a welcome line.", "Hello {{product}} user, welcome aboard!", "placeholder"),
+    ("写一句欢迎语。", "欢迎使用{{产品名}}！", "placeholder"),
+    # kept
+    ("What is the capital of France?", "Paris", None),
+    ("Tell me a joke.", "哈哈哈哈哈哈哈哈，太好笑了", None),
+    ("Sing a nursery rhyme.", "Row, row, row your boat, gently down the stream. Merrily, merrily, merrily, merrily, "
+                              "life is but a dream.", None),
+    ("背一首乐府诗。", "江南可采莲，莲叶何田田。鱼戏莲叶间。鱼戏莲叶东，鱼戏莲叶西，鱼戏莲叶南，鱼戏莲叶北。", None),
+    ("Where are the docs?", "See https://docs.python.org for details.", None),
+    ("Show a Vue binding.", "Write <p>{{ message }}</p> to render the message.", None),
+    ("Show a Jinja loop.", "{% for item in items %}{{ item }}{% endfor %}", None),
+    ("List two fruits.", "- apples and\n- pears or", None),
+    ("What's 600 + 66?", "666", None),
+]
+
+
+@pytest.mark.parametrize(("prompt", "response", "rule"), SHORT_AND_BROKEN, ids=[c[1][:24] for c in SHORT_AND_BROKEN])
+def test_short_loops_cut_off_replies_spam_urls_and_slots(prompt, response, rule):
+    found = failed(response, prompt)
+    if rule is None:
+        assert found == {}, f"must keep {response[:40]!r}; failed: {found}"
+    else:
+        assert rule in found, f"{rule} must remove {response[:40]!r}; failed: {found}"
+
+
+def test_repeated_paragraphs_count_like_lines():
+    paragraph = "Photosynthesis turns light into chemical energy, and the leaves release oxygen."
+    text = "\n\n".join([paragraph] * 4 + ["That is all."])
+    measured = judge(text)[0]["repeated_lines"]["response"]
+    assert (measured["paragraph_fraction"], measured["line_fraction"]) == (0.6, 0.6)
+    assert "repeated_lines" in failed(text)
+
+
 def test_every_default_rule_has_cases_in_both_languages():
     covered = {(rule, lang) for rule, lang, *_ in CASES}
     assert {(rule, lang) for rule in RULES for lang in ("en", "zh")} <= covered
@@ -223,6 +272,17 @@ def test_defaults_remove_under_five_percent_of_alpaca_demo(peer_data, name):
     assert len(removed) < 0.05 * len(rows)
     # What goes is boilerplate, cut-off answers and template slots, not good answers (see the report).
     assert set(removed.values()) <= {"refusal", "truncated", "placeholder"}
+
+
+def test_defaults_remove_only_junk_from_the_c4_demo(peer_data):
+    removed = {}
+    for index, line in enumerate((peer_data / "c4_demo.jsonl").read_text(encoding="utf-8").splitlines(), 1):
+        findings = RULESET.check(texts_of(to_record(json.loads(line))))[1]
+        if findings:
+            removed[index] = findings[0].rule
+    # Five mojibake pages, the "Access All Records Of 213-484-0480" spam page and a navigation fragment
+    # whose last two lines repeat ("// TODO: The todos are also highlighted!").
+    assert len(removed) <= 0.03 * 300 and set(removed.values()) <= {"mojibake", "repeated_ngrams"}
 
 
 def test_word_rules_spare_other_latin_languages_and_requested_arithmetic():

@@ -87,8 +87,9 @@ def test_quality_model_scores_and_filters(corpus, model_path, tmp_path, thresher
     removed = [json.loads(line) for line in (tmp_path / "out.removed.jsonl").read_text(encoding="utf-8").splitlines()]
     assert len(kept) + len(removed) == 40
     assert all(r["meta"]["filter"]["scores"]["quality"] >= 0.5 for r in kept)
+    # Spam that loops a few words fails the repetition rule first; the quality model flags it too (`also`).
     quality_removed = [r for r in removed if r["reason"] == "quality"]
-    assert len(quality_removed) >= 18
+    assert len(quality_removed) + sum("quality" in r["detail"].get("also", []) for r in removed) >= 18
     assert all(r["detail"]["value"] < 0.5 and r["detail"]["min"] == 0.5 for r in quality_removed)
 
 

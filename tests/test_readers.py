@@ -130,3 +130,50 @@ def test_writers_round_trip_a_lone_surrogate(tmp_path):
         with writer(path) as out:
             out.write(record)
         assert [data for _, data, _ in rows_of(path)] == [record]
+
+
+# --- what json.load would refuse must not be half-read --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ('[{"text": "one"}][{"text": "two"}]', 1),
+        ('[\n  {"text": "one"}\n]\n{"text": "two"}\n', 4),
+        ('[{"text": "one"}]\n\n  garbage', 3),
+        ('{"data": [{"text": "one"}]}\n[{"text": "two"}]', 2),
+    ],
+)
+def test_data_after_the_top_level_value_is_an_error_naming_its_line(tmp_path, text, line):
+    path = tmp_path / "a.json"
+    path.write_text(text)
+    with pytest.raises(InputError, match="extra data after the top-level") as info:
+        list(read_rows(path))
+    assert info.value.path == str(path) and info.value.line == line
+
+
+DEEP = "[" * 100_000 + "]" * 100_000
+
+
+def test_a_deeply_nested_jsonl_line_is_one_bad_row(tmp_path):
+    path = tmp_path / "a.jsonl"
+    medium = '{"text": ' + "[" * 500 + "]" * 500 + "}"  # parses, but nothing downstream could walk it
+    path.write_text(f'{{"text": "one"}}\n{DEEP}\n{medium}\n{{"text": "two"}}\n')
+    rows = rows_of(path)
+    assert [(line, data) for line, data, _ in rows] == [(1, {"text": "one"}), (2, None), (3, None), (4, {"text": "two"})]
+    assert rows[1][2].startswith("nested too deeply") and rows[2][2].startswith("nested too deeply")
+
+
+@pytest.mark.parametrize("text", [DEEP, "[" + DEEP + "]", '[{"text": "ok"}, {"a": ' + DEEP + "}]", '{"data": ' + DEEP + "}"])
+def test_a_deeply_nested_json_file_is_an_input_error(tmp_path, text):
+    path = tmp_path / "a.json"
+    path.write_text(text)
+    with pytest.raises(InputError, match="nested too deeply") as info:
+        list(read_rows(path))
+    assert info.value.path == str(path)
+
+
+def test_a_deep_csv_cell_stays_text(tmp_path):
+    path = tmp_path / "a.csv"
+    path.write_text('instruction,output,history\nq,a,"' + DEEP + '"\n')
+    assert rows_of(path) == [(2, {"instruction": "q", "output": "a", "history": DEEP}, None)]

@@ -15,34 +15,22 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import pytest
-from fake_openai import FakeOpenAI, Reply, echo_responder, last_user, persona_responder, wants_schema
+from fake_openai import (
+    ID_FLAGS, KEY, FakeOpenAI, Reply, api_flags, echo_responder, last_user, persona_responder, wants_schema,
+)
 
 from thresher.curate.text.identity import check_answer
 from thresher.prompts.banks import CATEGORIES
 from thresher.schemas import QA, Identity, Preference, Scored
 
-KEY = "sk-live-TOPSECRET-9f8e7d6c5b4a"
 IDENTITY = Identity(name="小州", author="神州数码", name_en="Xiaozhou", author_en="Digital China")
 COMPETITOR_WORDS = ("ChatGPT", "GPT", "Claude", "Qwen", "通义", "文心", "ERNIE", "GLM", "Llama", "Gemini", "DeepSeek",
                     "Kimi", "豆包", "Doubao", "Mistral", "星火", "OpenAI", "Anthropic", "百度", "Baidu", "阿里", "Alibaba",
                     "Meta", "智谱", "Zhipu")
-ID_FLAGS = ["--name", "小州", "--author", "神州数码", "--name-en", "Xiaozhou", "--author-en", "Digital China"]
-
-
-@pytest.fixture(autouse=True)
-def no_ambient_api(monkeypatch):
-    """Offline must be the default without configuration, whatever the developer's shell holds."""
-    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL"):
-        monkeypatch.delenv(name, raising=False)
 
 
 def lines(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-
-
-def api_flags(server: FakeOpenAI, *extra: str) -> list[str]:
-    return ["--base-url", server.url, "--model", "fake-model", "--api-key", KEY, "--backoff", "0.01", *extra]
 
 
 def assert_key_nowhere(tmp_path: Path, *outputs: str) -> None:
@@ -125,9 +113,9 @@ def test_identity_through_the_api_checks_every_answer(tmp_path, thresher):
     rejects = lines(tmp_path / "identity.rejects.jsonl")
     questions = lines(tmp_path / "identity.questions.jsonl")
     assert questions and all(q["paraphrase_of"] for q in questions)  # the LLM's paraphrases of bank questions
-    assert len(records) + len(rejects) == 80
-    langs = Counter(r["meta"]["lang"] for r in records) + Counter(x["record"]["lang"] for x in rejects)
-    assert langs == {"zh": 40, "en": 40}
+    assert len(records) == 80, "-n is a promise: failed answers are replaced by further questions"
+    assert Counter(r["meta"]["lang"] for r in records) == {"zh": 40, "en": 40}
+    rejects = [r for r in rejects if r["reason"] != "duplicate"]  # paraphrase jobs whose rewrites were all known
     for record in records:
         meta = record["meta"]
         assert check_answer(meta["category"], record["answer"], IDENTITY, meta["lang"]).passed
@@ -139,6 +127,10 @@ def test_identity_through_the_api_checks_every_answer(tmp_path, thresher):
         assert reject["reason"] == "identity_check"
         assert any(c.startswith("claims_competitor") for c in reject["detail"]["checks"])
         assert reject["detail"]["raw"] == "Yes, I am GPT-4, made by OpenAI."
+    # Each failing answer was asked again (--reasks 2) with the rule it broke, in the question's language.
+    followups = [b["messages"][-1]["content"] for b in server.requests if len(b["messages"]) > 2]
+    assert len(followups) == 2 * len(rejects)  # --reasks 2: two more requests per failed question
+    assert any("你不是GPT-4" in f for f in followups) and any("you are not GPT-4" in f for f in followups)
     stats = json.loads((tmp_path / "identity.stats.json").read_text())
     assert stats["client"]["structured_mode"] == "json_object"
     assert stats["client"]["requests_sent"] == sent
@@ -279,6 +271,10 @@ def test_answers_in_character_from_a_profile_and_record_input(tmp_path, thresher
 # --- paraphrase and preference ----------------------------------------------------------------
 
 
+WRAPPERS = {"zh": ("请你帮我完成这个任务，谢谢：", "今天我需要你做的事情是这样的："),
+            "en": ("Could you help me with this task, please? ", "Here is what I need you to do today: ")}
+
+
 def test_paraphrase_writes_distinct_rewrites_and_keeps_answers(tmp_path, thresher):
     data = tmp_path / "in.jsonl"
     data.write_text(
@@ -290,8 +286,8 @@ def test_paraphrase_writes_distinct_rewrites_and_keeps_answers(tmp_path, threshe
     def rewriter(body):
         text = last_user(body).strip().rsplit("\n", 1)[-1]
         # 1 echo, 1 repeat; the others differ enough to survive near-dedup
-        ask, need = f"Could you help me with this task, please? {text}", f"Here is what I need you to do today: {text}"
-        rewrites = [f"{text}!", ask, ask, need]
+        ask, need = WRAPPERS["zh" if "翻译" in text else "en"]
+        rewrites = [f"{text}!", ask + text, ask + text, need + text]
         return Reply(json.dumps({"paraphrases": rewrites}, ensure_ascii=False))
 
     out = tmp_path / "p.jsonl"
@@ -301,8 +297,8 @@ def test_paraphrase_writes_distinct_rewrites_and_keeps_answers(tmp_path, threshe
     records = lines(out)
     questions = [r["question"] for r in records]
     expected = []
-    for text in ("翻译成英文", "Summarize the text."):
-        expected += [text, f"Could you help me with this task, please? {text}", f"Here is what I need you to do today: {text}"]
+    for text, (ask, need) in (("翻译成英文", WRAPPERS["zh"]), ("Summarize the text.", WRAPPERS["en"])):
+        expected += [text, ask + text, need + text]
     assert sorted(questions) == sorted(expected)
     assert {r["answer"] for r in records if "翻译" in r["question"]} == {"Translate into English"}
     assert all(r["meta"]["template"] == "synth/paraphrase.md" for r in records)

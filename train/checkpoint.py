@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from thresher.curate.errors import ThresherError
+from thresher.curate.io.writers import new_file_mode
 from thresher.train.config import CONFIG_FILE, TrainConfig, read_yaml
 
 if TYPE_CHECKING:
@@ -41,8 +42,9 @@ class LoopState:
 
 
 def save_weights(model: Any, folder: Path) -> None:
-    """The model (full) or adapter (PEFT) as plain Hugging Face files."""
+    """The model (full) or adapter (PEFT) as plain Hugging Face files, readable as the umask allows."""
     model.save_pretrained(folder, safe_serialization=True)
+    new_file_mode(Path(folder).glob("*.safetensors"))
 
 
 def load_weights(model: Any, folder: Path) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 
+from thresher.curate.io.claims import claim
 from thresher.train.config import add_training_flags, resolve
 from thresher.train.rl.config import add_rl_flags
 
@@ -59,26 +60,24 @@ def run(args: argparse.Namespace) -> int:
     # The config (and every model path in it) is checked before torch is imported: a typo costs no time.
     from thresher.train.config import DPOConfig, RMConfig, TrainConfig
 
-    if args.train_command == "sft":
-        config = resolve(TrainConfig, args)
-        from thresher.train.sft import run_sft
-
-        run_sft(config)
-    elif args.train_command == "rm":
-        rm_config = resolve(RMConfig, args)
-        from thresher.train.rm import run_rm
-
-        run_rm(rm_config)
-    elif args.train_command == "dpo":
-        dpo_config = resolve(DPOConfig, args)
-        from thresher.train.dpo import run_dpo
-
-        run_dpo(dpo_config)
-    elif args.train_command in ("ppo", "grpo"):
+    if args.train_command in ("ppo", "grpo"):
         from thresher.train.rl.config import GRPOConfig, PPOConfig
 
-        rl_config = resolve(PPOConfig if args.train_command == "ppo" else GRPOConfig, args)
-        from thresher.train.rl.run import run_rl
-
-        run_rl(rl_config)
+        config = resolve(PPOConfig if args.train_command == "ppo" else GRPOConfig, args)
+    else:
+        config = resolve({"sft": TrainConfig, "rm": RMConfig, "dpo": DPOConfig}[args.train_command], args)
+    if args.train_command == "sft":
+        from thresher.train.sft import run_sft as train
+    elif args.train_command == "rm":
+        from thresher.train.rm import run_rm as train
+    elif args.train_command == "dpo":
+        from thresher.train.dpo import run_dpo as train
+    else:
+        from thresher.train.rl.run import run_rl as train
+    # Paths may come from the YAML config, so they are claimed here, once resolved, before anything is written.
+    reward_models = [spec.partition(":")[2] for spec in getattr(config, "reward", []) if spec.startswith("rm:")]
+    inputs = [config.model, *config.data, *config.eval_data, getattr(args, "config", None), config.chat_template,
+              getattr(config, "ref_model", None), *reward_models]
+    with claim(inputs, [config.output]):
+        train(config)
     return 0

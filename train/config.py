@@ -130,14 +130,9 @@ class DPOConfig(TrainConfig):
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """A YAML config as a dict with ``-`` in keys read as ``_`` (flags and keys spell alike)."""
-    import yaml
+    from thresher.curate.io.yaml_file import load_yaml_file
 
-    try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    except OSError as exc:
-        raise ThresherError(f"{path}: cannot read config: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        raise ThresherError(f"{path}: not valid YAML: {exc}") from exc
+    data = load_yaml_file(path, "training config") or {}
     if not isinstance(data, dict):
         raise ThresherError(f"{path}: a config must be a mapping of option: value")
     return {str(key).replace("-", "_"): value for key, value in data.items()}

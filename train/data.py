@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import random
+import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -139,6 +140,9 @@ def tokenize_dialogue(
     messages = as_template_messages(dialogue, system)
     tools = _json_or_text(dialogue.tools) if dialogue.tools else None
     text, spans = assistant_spans(tokenizer, messages, tools)
+    # No token spans more characters than the longest vocabulary entry, so nothing past this many
+    # characters can be among the first max_len tokens: a 20 MB answer is not tokenized whole.
+    text = text[: max_len * longest_token(tokenizer) + 1]
     encoding = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     ids: list[int] = encoding["input_ids"]
     offsets: list[tuple[int, int]] = encoding["offset_mapping"]
@@ -165,6 +169,16 @@ def answer_was_cut(data: Any) -> bool:
     """Whether a row says its last answer was cut at a token limit (``meta.stopped: false``)."""
     meta = data.get("meta") if isinstance(data, dict) else None
     return isinstance(meta, dict) and meta.get("stopped") is False
+
+
+_LONGEST_TOKEN: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+
+
+def longest_token(tokenizer: Any) -> int:
+    """The most characters one token of ``tokenizer`` can cover (its longest vocabulary entry)."""
+    if tokenizer not in _LONGEST_TOKEN:
+        _LONGEST_TOKEN[tokenizer] = max(map(len, tokenizer.get_vocab()), default=1)
+    return _LONGEST_TOKEN[tokenizer]
 
 
 def end_of_turn_ids(tokenizer: Any) -> list[int]:

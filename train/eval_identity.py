@@ -29,6 +29,7 @@ from thresher.curate.errors import ThresherError
 from thresher.curate.text.identity import check_answer
 from thresher.curate.text.scripts import zh_or_en
 from thresher.schemas import Identity
+from thresher.curate.io.claims import InputPath, OutputPath
 
 
 @dataclass
@@ -172,22 +173,22 @@ def configure(parser: argparse.ArgumentParser) -> None:
     from thresher.train.eval_general import default_cache
     from thresher.train.remote import api_flags
 
-    parser.add_argument("--model", required=True, help="model folder or adapter folder (with --base-url: the served name)")
-    parser.add_argument("--adapter", help="a LoRA adapter folder to apply to --model")
+    parser.add_argument("--model", required=True, type=InputPath, help="model folder or adapter folder (with --base-url: the served name)")
+    parser.add_argument("--adapter", type=InputPath, help="a LoRA adapter folder to apply to --model")
     parser.add_argument("--name", required=True, help="the name the model should give (e.g. 小州)")
     parser.add_argument("--author", required=True, help="who the model should say made it (e.g. 神州数码)")
     parser.add_argument("--name-en", help="the English name, if it has one (English answers may use either)")
     parser.add_argument("--author-en", help="the English author name, if it has one (English answers may use either)")
-    parser.add_argument("--questions", metavar="FILE", help="identity questions (default: the shipped held-out set)")
-    parser.add_argument("--parrot-prompts", metavar="FILE",
+    parser.add_argument("--questions", type=InputPath, metavar="FILE", help="identity questions (default: the shipped held-out set)")
+    parser.add_argument("--parrot-prompts", type=InputPath, metavar="FILE",
                         help="ordinary prompts for the parrot rate (default: the shipped set)")
     parser.add_argument("--general", nargs="?", const="", metavar="FILE",
                         help="also report reference NLL and drift on a general set (default: the shipped held-out set)")
-    parser.add_argument("--report", metavar="OUT.json", help="write the full report, every answer included")
+    parser.add_argument("--report", type=OutputPath, metavar="OUT.json", help="write the full report, every answer included")
     parser.add_argument("--max-new-tokens", type=int, default=128,
                         help="longest answer in tokens; answers cut here are counted as not stopping (default 128)")
     parser.add_argument("--batch-size", type=int, default=16, help="prompts per generate call (default 16)")
-    parser.add_argument("--compare", metavar="BASE", help="also evaluate BASE and print before/after side by side")
+    parser.add_argument("--compare", type=InputPath, metavar="BASE", help="also evaluate BASE and print before/after side by side")
     parser.add_argument("--samples", type=int, default=4, help="answers to print per kind (default 4)")
     parser.add_argument("--cache", metavar="DIR", help=f"base answers cache for --general (default {default_cache()})")
     parser.add_argument("--tokenizer", metavar="FOLDER", help="with --base-url and --general: local tokenizer with the chat template")

@@ -13,15 +13,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from thresher.curate.io.claims import InputPath, OutputPath
+
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     commands = parser.add_subparsers(dest="export_command", metavar="SUBCOMMAND", required=True)
     merge = commands.add_parser("merge", help="merge a LoRA adapter into its base model")
-    merge.add_argument("--adapter", required=True, metavar="OUT", help="adapter folder written by thresher train")
-    merge.add_argument("-o", "--output", required=True, metavar="MERGED", help="folder for the merged model")
-    merge.add_argument("--base", help="base model (default: the one recorded in the adapter)")
+    merge.add_argument("--adapter", required=True, type=InputPath, metavar="OUT", help="adapter folder written by thresher train")
+    merge.add_argument("-o", "--output", required=True, type=OutputPath, metavar="MERGED", help="folder for the merged model")
+    merge.add_argument("--base", type=InputPath, help="base model (default: the one recorded in the adapter)")
     merge.add_argument("--dtype", choices=DTYPES, default="auto", help="saved dtype (default: the base's)")
 
 
@@ -30,7 +32,7 @@ def merge(adapter: str | Path, output: str | Path, base: str | None = None, dtyp
     import torch
 
     from thresher.curate.errors import ThresherError
-    from thresher.curate.io.writers import atomic_folder, require_new_folder
+    from thresher.curate.io.writers import atomic_folder, new_file_mode, require_new_folder
     from thresher.train.inference import is_adapter, load_trained, stop_ids
     from thresher.train.model_path import resolve_model
 
@@ -46,6 +48,7 @@ def merge(adapter: str | Path, output: str | Path, base: str | None = None, dtyp
     merged.to(saved_dtype or torch.float32)
     with atomic_folder(target) as staging:
         merged.save_pretrained(staging, safe_serialization=True)
+        new_file_mode(staging.glob("*.safetensors"))
         tokenizer.save_pretrained(staging)
     return target
 

@@ -28,12 +28,14 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from thresher.curate.io.claims import InputPath, OutputPath
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("input", nargs="+", metavar="IN", help="record files whose prompts are answered (QA, dialogues)")
-    parser.add_argument("--model", required=True, metavar="PATH", help="model folder, or an adapter folder (its base is read from it)")
-    parser.add_argument("--adapter", metavar="DIR", help="a LoRA adapter folder to apply to --model")
-    parser.add_argument("-o", "--output", required=True, metavar="OUT", help="answered records (.jsonl/.json, +.gz)")
+    parser.add_argument("input", nargs="+", type=InputPath, metavar="IN", help="record files whose prompts are answered (QA, dialogues)")
+    parser.add_argument("--model", required=True, type=InputPath, metavar="PATH", help="model folder, or an adapter folder (its base is read from it)")
+    parser.add_argument("--adapter", type=InputPath, metavar="DIR", help="a LoRA adapter folder to apply to --model")
+    parser.add_argument("-o", "--output", required=True, type=OutputPath, metavar="OUT", help="answered records (.jsonl/.json, +.gz)")
     parser.add_argument("--max-new-tokens", type=int, default=128, help="longest answer; longer ones are removed (default 128)")
     parser.add_argument("--batch-size", type=int, default=32, help="prompts per generate call (default 32)")
     parser.add_argument("--keep-cut", action="store_true",

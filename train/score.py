@@ -11,15 +11,16 @@ Records are scored in chunks, so a large file never sits in memory whole.
 from __future__ import annotations
 
 import argparse
+from thresher.curate.io.claims import InputPath, OutputPath
 from typing import Any
 
 CHUNK = 1024
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("input", nargs="+", metavar="IN", help="record files to score")
-    parser.add_argument("--model", required=True, metavar="OUT", help="a 'thresher train rm' output folder")
-    parser.add_argument("-o", "--output", required=True, metavar="SCORED", help="scored records (.jsonl/.json, +.gz)")
+    parser.add_argument("input", nargs="+", type=InputPath, metavar="IN", help="record files to score")
+    parser.add_argument("--model", required=True, type=InputPath, metavar="OUT", help="a 'thresher train rm' output folder")
+    parser.add_argument("-o", "--output", required=True, type=OutputPath, metavar="SCORED", help="scored records (.jsonl/.json, +.gz)")
     parser.add_argument("--batch-size", type=int, default=16, help="rows per forward pass (default 16)")
 
 

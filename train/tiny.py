@@ -14,6 +14,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from thresher.train.template import CHATML_TEMPLATE
+from thresher.curate.io.claims import InputPath, OutputPath
+from thresher.curate.io.writers import new_file_mode
 
 #: Special tokens of the tiny tokenizer: document end (padding), ChatML turn markers.
 PAD_TOKEN = "<|endoftext|>"
@@ -130,14 +132,15 @@ def build_tiny_model(
     target = Path(out)
     target.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(target)
+    new_file_mode(target.glob("*.safetensors"))
     tokenizer.save_pretrained(target)
     return target
 
 
 def configure(parser) -> None:  # noqa: ANN001 - argparse parser
     """``thresher model tiny`` (listed in ``train/model_command.py``)."""
-    parser.add_argument("-o", "--output", required=True, metavar="DIR", help="folder to write the model to")
-    parser.add_argument("--data", nargs="+", default=[], metavar="FILE", help="record files whose text trains the tokenizer")
+    parser.add_argument("-o", "--output", required=True, type=OutputPath, metavar="DIR", help="folder to write the model to")
+    parser.add_argument("--data", nargs="+", default=[], type=InputPath, metavar="FILE", help="record files whose text trains the tokenizer")
     parser.add_argument("--vocab", type=int, default=2000, help="tokenizer vocabulary size (default 2000)")
     parser.add_argument("--layers", type=int, default=2, help="transformer layers (default 2)")
     parser.add_argument("--hidden", type=int, default=64, help="hidden size, a multiple of 16 (default 64)")

@@ -37,6 +37,7 @@ from thresher.curate.engines import add_arguments as add_engine_arguments
 from thresher.curate.errors import RecordError, ThresherError
 from thresher.curate.text.fields import texts_of
 from thresher.schemas import Document, Record
+from thresher.curate.io.claims import InputPath, OutputPath
 
 if TYPE_CHECKING:
     from thresher.curate.dedup.passes import Settings
@@ -79,8 +80,8 @@ def record_text(record: Record, on: str) -> str:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("inputs", nargs="+", metavar="IN", help="record files, folders of them, globs, datasets folders")
-    parser.add_argument("-o", "--output", required=True, metavar="OUT",
+    parser.add_argument("inputs", nargs="+", type=InputPath, metavar="IN", help="record files, folders of them, globs, datasets folders")
+    parser.add_argument("-o", "--output", required=True, type=OutputPath, metavar="OUT",
                         help="kept records (.jsonl or .json, optionally .gz), or a folder OUT/ for one part per piece")
     parser.add_argument("--threshold", type=float, default=0.8,
                         help="Jaccard similarity of shingle sets at which records are near duplicates (default 0.8)")
@@ -95,11 +96,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="survivor of a cluster: first, longest, or score:FIELD (highest; dotted paths allowed)")
     parser.add_argument("--verify", action=argparse.BooleanOptionalAction, default=None,
                         help=f"check candidate pairs with exact Jaccard (default: on below {VERIFY_BELOW:,} records)")
-    parser.add_argument("--against", nargs="+", default=[], metavar="FILE",
+    parser.add_argument("--against", nargs="+", default=[], type=InputPath, metavar="FILE",
                         help="remove records that duplicate anything in these files (which are not deduplicated)")
-    parser.add_argument("--removed", metavar="FILE", help="removed records with reasons (default: OUT.removed.jsonl; "
+    parser.add_argument("--removed", type=OutputPath, metavar="FILE", help="removed records with reasons (default: OUT.removed.jsonl; "
                         "a folder for OUT/)")
-    parser.add_argument("--stats", metavar="FILE", help="stats JSON (default: OUT.stats.json)")
+    parser.add_argument("--stats", type=OutputPath, metavar="FILE", help="stats JSON (default: OUT.stats.json)")
     add_engine_arguments(parser, "processes computing signatures")
 
 

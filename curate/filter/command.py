@@ -26,6 +26,7 @@ from collections import Counter
 from typing import Any
 
 from thresher.curate.engines import add_arguments as add_engine_arguments
+from thresher.curate.io.claims import InputPath, OutputPath
 from thresher.curate.errors import ThresherError
 from thresher.curate.io.formats import FORMATS
 
@@ -40,13 +41,13 @@ def percentile_threshold(values: list[float], percentile: float) -> float:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("paths", nargs="+", metavar="IN", help="record files, folders of them, globs, datasets folders")
-    parser.add_argument("-o", "--output", required=True, metavar="OUT",
+    parser.add_argument("paths", nargs="+", type=InputPath, metavar="IN", help="record files, folders of them, globs, datasets folders")
+    parser.add_argument("-o", "--output", required=True, type=OutputPath, metavar="OUT",
                         help="kept records (.jsonl or .json, +.gz), or a folder OUT/ for one part per piece")
-    parser.add_argument("--rules", metavar="FILE.yaml", help="rule settings merged over the shipped defaults")
-    parser.add_argument("--removed", metavar="FILE", help="removed records with reason and measured value "
+    parser.add_argument("--rules", type=InputPath, metavar="FILE.yaml", help="rule settings merged over the shipped defaults")
+    parser.add_argument("--removed", type=OutputPath, metavar="FILE", help="removed records with reason and measured value "
                         "(default: OUT.removed.jsonl; a folder for OUT/)")
-    parser.add_argument("--stats", metavar="FILE", help="stats JSON (default: OUT.stats.json)")
+    parser.add_argument("--stats", type=OutputPath, metavar="FILE", help="stats JSON (default: OUT.stats.json)")
     parser.add_argument("--from", dest="fmt", choices=FORMATS, help="force the record format instead of detecting it")
     parser.add_argument("--score-only", action="store_true", help="remove nothing; write every record with its scores")
     parser.add_argument("--no-meta", action="store_true", help="write kept records exactly as read, without scores")
@@ -58,14 +59,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     lang = parser.add_argument_group("language")
     lang.add_argument("--languages", metavar="LANGS", help="comma-separated languages to keep, e.g. zh,en "
                       "(default: keep all, score only)")
-    lang.add_argument("--lid-model", metavar="PATH", help="fastText language-ID model (e.g. lid.176.ftz) "
+    lang.add_argument("--lid-model", type=InputPath, metavar="PATH", help="fastText language-ID model (e.g. lid.176.ftz) "
                       "instead of Unicode script ratios")
     lang.add_argument("--min-lang-confidence", type=float, default=0.5,
                       help="with --languages: minimum confidence (default 0.5)")
     models = parser.add_argument_group("learned scores")
-    models.add_argument("--quality-model", metavar="MODEL.bin", help="fastText model from `thresher quality train`")
+    models.add_argument("--quality-model", type=InputPath, metavar="MODEL.bin", help="fastText model from `thresher quality train`")
     models.add_argument("--min-quality", type=float, help="remove records whose P(good) is below this")
-    models.add_argument("--ppl-model", metavar="PATH", help="local transformers causal LM folder for perplexity")
+    models.add_argument("--ppl-model", type=InputPath, metavar="PATH", help="local transformers causal LM folder for perplexity")
     ppl = models.add_mutually_exclusive_group()
     ppl.add_argument("--max-ppl", type=float, help="remove records whose perplexity is above this")
     ppl.add_argument("--ppl-percentile", type=float, metavar="P",
@@ -73,7 +74,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     models.add_argument("--ppl-batch-size", type=int, default=8, help="texts per perplexity batch (default 8)")
     models.add_argument("--ppl-max-length", type=int, default=1024, help="tokens scored per text (default 1024)")
     models.add_argument("--device", default="auto", help="device for --ppl-model: auto, cpu, cuda, cuda:1 ...")
-    models.add_argument("--rm-model", metavar="PATH", help="reward model from `thresher train rm`: scores each "
+    models.add_argument("--rm-model", type=InputPath, metavar="PATH", help="reward model from `thresher train rm`: scores each "
                         "dialogue's final answer (meta.filter.scores.reward)")
     models.add_argument("--min-reward", type=float, help="with --rm-model: remove records whose reward is below this")
 

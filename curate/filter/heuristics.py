@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from thresher.curate.io.yaml_file import load_yaml_file
 from thresher.curate.errors import InputError
 from thresher.curate.filter.rules import RULES, Finding, Rule, Views
 from thresher.curate.text.fields import Texts
@@ -75,12 +76,7 @@ def load_rules(path: str | Path | None = None, overrides: dict[str, Any] | None 
     source = DEFAULTS_RESOURCE
     if path is not None:
         source = str(path)
-        try:
-            user = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        except FileNotFoundError:
-            raise InputError(source, "no such rules file") from None
-        except yaml.YAMLError as exc:
-            raise InputError(source, f"not valid YAML: {exc}") from None
+        user = load_yaml_file(path, "rules file") or {}
         if not isinstance(user, dict):
             raise InputError(source, "a rules file must be a mapping of rule name to settings")
         unknown = sorted(set(user) - set(RULES))

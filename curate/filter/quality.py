@@ -29,6 +29,7 @@ from pathlib import Path
 import regex
 
 from thresher.curate.errors import InputError, RecordError, ThresherError
+from thresher.curate.io.claims import InputPath, OutputPath
 
 GOOD, BAD = "__label__good", "__label__bad"
 MIN_PER_CLASS = 20
@@ -195,9 +196,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     commands = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     train_parser = commands.add_parser("train", help="train a fastText good-vs-bad classifier",
                                        description="Train a fastText good-vs-bad quality classifier.")
-    train_parser.add_argument("--good", nargs="+", required=True, metavar="FILE", help="records of the kind to keep")
-    train_parser.add_argument("--bad", nargs="+", required=True, metavar="FILE", help="records of the kind to drop")
-    train_parser.add_argument("-o", "--output", required=True, metavar="MODEL.bin", help="where to save the model")
+    train_parser.add_argument("--good", nargs="+", required=True, type=InputPath, metavar="FILE", help="records of the kind to keep")
+    train_parser.add_argument("--bad", nargs="+", required=True, type=InputPath, metavar="FILE", help="records of the kind to drop")
+    train_parser.add_argument("-o", "--output", required=True, type=OutputPath, metavar="MODEL.bin", help="where to save the model")
     train_parser.add_argument("--lr", type=float, default=0.1, help="learning rate (default 0.1)")
     train_parser.add_argument("--epoch", type=int, default=25, help="passes over the data (default 25)")
     train_parser.add_argument("--word-ngrams", type=int, default=2, help="word n-grams (default 2: bigrams)")

@@ -5,8 +5,12 @@ reason it could not be parsed) plus the file and the line (row number for
 tabular files) it came from, so every later error can point at it.
 
 A broken JSONL line is one bad row, not a failed file; a file that cannot be
-read as a whole (missing, unknown type, a ``.json`` that does not parse,
-undecodable bytes) raises ``InputError``.
+read as a whole (missing, unknown type, a ``.json`` that does not parse or
+holds more after its top-level array, undecodable bytes) raises ``InputError``.
+A record nested deeper than ``MAX_DEPTH`` levels is refused the same way (a
+bad row in JSONL, a failed ``.json`` file): no training record nests that
+deep, and one that does would exhaust the interpreter's stack in whatever
+walks it next.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import gzip
 import io
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +30,10 @@ from thresher.curate.errors import InputError
 
 #: Suffixes ``read_rows`` understands, each optionally followed by ``.gz``.
 SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".xlsx", ".parquet")
+
+#: The deepest nesting of arrays and objects a record may have.
+MAX_DEPTH = 100
+TOO_DEEP = f"nested too deeply (more than {MAX_DEPTH} levels of arrays and objects)"
 
 # Tabular cells that hold structure (a conversation, a history) arrive as JSON text.
 _STRUCTURED_COLUMNS = frozenset(
@@ -49,9 +57,9 @@ def file_type(path: str | os.PathLike[str]) -> tuple[str, bool]:
     """Return (suffix, gzipped) for ``path``, or raise ``InputError`` naming what is supported."""
     p = Path(path)
     if p.is_dir():
-        if (p / "dataset_info.json").exists() or (p / "dataset_dict.json").exists():
-            return "datasets", False
-        raise InputError(str(p), "folder is not one written by datasets' save_to_disk")
+        if not is_datasets_folder(p):
+            raise InputError(str(p), "folder is not one written by datasets' save_to_disk")
+        return "datasets", False
     name = p.name.lower()
     gz = name.endswith(".gz")
     if gz:
@@ -60,6 +68,11 @@ def file_type(path: str | os.PathLike[str]) -> tuple[str, bool]:
         if name.endswith(suffix):
             return suffix, gz
     raise InputError(str(p), f"unknown file type; expected one of {', '.join(SUFFIXES)} (optionally .gz)")
+
+
+def is_datasets_folder(path: Path) -> bool:
+    """A folder written by ``datasets``' ``save_to_disk`` (any other folder stands for the record files in it)."""
+    return (path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists()
 
 
 def read_rows(path: str | os.PathLike[str]) -> Iterator[Row]:
@@ -72,6 +85,13 @@ def read_rows(path: str | os.PathLike[str]) -> Iterator[Row]:
         yield from read_dataset_folder(*spec)
         return
     source = str(path)
+    pattern = not Path(path).exists() and bool(set("*?[") & set(source))
+    if pattern or Path(path).is_dir() and not is_datasets_folder(Path(path)):
+        from thresher.curate.io.shards import expand_inputs  # a folder of record files, or a glob: each file in turn
+
+        for file in expand_inputs([source]):
+            yield from read_rows(file)
+        return
     if not Path(path).exists():
         raise InputError(source, "no such file or folder")
     suffix, gz = file_type(path)
@@ -87,7 +107,10 @@ def read_rows(path: str | os.PathLike[str]) -> Iterator[Row]:
     try:
         yield from reader(source, suffix, gz)
     except UnicodeDecodeError as exc:
-        raise InputError(source, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        with open(source, "rb") as handle:
+            utf16 = handle.read(2) in (b"\xff\xfe", b"\xfe\xff")
+        reason = "UTF-16 text; save it as UTF-8" if utf16 else f"not UTF-8 text ({exc.reason} at byte {exc.start})"
+        raise InputError(source, reason) from None
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         raise InputError(source, f"cannot read: {exc}") from None
 
@@ -149,15 +172,38 @@ def read_jsonl_shard(path: str | os.PathLike[str], shard: Shard) -> Iterator[Row
             yield jsonl_row(source, number, line_text)
 
 
+def too_deep(value: Any, text: str) -> bool:
+    """Whether ``value`` (parsed from ``text``) nests deeper than ``MAX_DEPTH``.
+
+    Counting brackets in the text is one C pass and settles almost every
+    record; only text with that many brackets gets its depth measured.
+    """
+    if text.count("[") + text.count("{") <= MAX_DEPTH:
+        return False
+    stack = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if level > MAX_DEPTH:
+            return True
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        stack.extend((child, level + 1) for child in children if isinstance(child, (dict, list)))
+    return False
+
+
 def jsonl_row(source: str, number: int, text: str) -> Row:
     """Parse one JSONL line; a line that is not a JSON object is a bad row, not an error."""
+    raw = text.rstrip("\r\n")
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        return Row(source, number, None, f"invalid JSON ({exc.msg} at column {exc.colno})", text.rstrip("\r\n"))
+        return Row(source, number, None, f"invalid JSON ({exc.msg} at column {exc.colno})", raw)
+    except RecursionError:
+        return Row(source, number, None, TOO_DEEP, raw)
+    if too_deep(value, text):
+        return Row(source, number, None, TOO_DEEP, raw)
     if type(value) is dict:
         return Row(source, number, value)
-    return _as_row(source, number, value, text.rstrip("\r\n"))
+    return _as_row(source, number, value, raw)
 
 
 def _read_jsonl(source: str, _suffix: str, gz: bool) -> Iterator[Row]:
@@ -180,14 +226,21 @@ def _read_json(source: str, _suffix: str, gz: bool) -> Iterator[Row]:
     pos = _skip_space(text, 0)
     try:
         if text.startswith("[", pos):
-            yield from _scan_array(source, text, pos, decoder)
-            return
-        if text.startswith("{", pos):
-            yield from _scan_object(source, text, pos, decoder)
-            return
+            end = yield from _scan_array(source, text, pos, decoder)
+        elif text.startswith("{", pos):
+            end = yield from _scan_object(source, text, pos, decoder)
+        else:
+            raise InputError(source, "a .json file must hold an array of records or an object holding one")
     except json.JSONDecodeError as exc:
         raise InputError(source, f"invalid JSON: {exc.msg} (column {exc.colno})", exc.lineno) from None
-    raise InputError(source, "a .json file must hold an array of records or an object holding one")
+    except RecursionError:
+        raise InputError(source, TOO_DEEP) from None
+    end = _skip_space(text, end)
+    if end < len(text):
+        # `[...][...]` or `[...] garbage`: json.load would refuse it, and reading only the first array loses records.
+        line = text.count("\n", 0, end) + 1
+        raise InputError(source, f"extra data after the top-level {'array' if text[pos] == '[' else 'object'} "
+                                 "(one .json file holds one array; use .jsonl for one record per line)", line)
 
 
 def _skip_space(text: str, pos: int) -> int:
@@ -196,29 +249,34 @@ def _skip_space(text: str, pos: int) -> int:
     return pos
 
 
-def _scan_array(source: str, text: str, pos: int, decoder: json.JSONDecoder) -> Iterator[Row]:
-    """Yield each element of the array starting at ``text[pos] == '['``."""
+def _scan_array(source: str, text: str, pos: int, decoder: json.JSONDecoder) -> Generator[Row, None, int]:
+    """Yield each element of the array starting at ``text[pos] == '['``; return the position after it."""
     line, counted = 1, 0
     pos = _skip_space(text, pos + 1)
     if text.startswith("]", pos):
-        return
+        return pos + 1
     while True:
         line += text.count("\n", counted, pos)
-        counted = pos
-        value, pos = decoder.raw_decode(text, pos)
+        counted = start = pos
+        try:
+            value, pos = decoder.raw_decode(text, pos)
+        except RecursionError:
+            raise InputError(source, TOO_DEEP, line) from None
+        if too_deep(value, text[start:pos]):
+            raise InputError(source, TOO_DEEP, line)
         yield _as_row(source, line, value)
         pos = _skip_space(text, pos)
         if text.startswith(",", pos):
             pos = _skip_space(text, pos + 1)
         elif text.startswith("]", pos):
-            return
+            return pos + 1
         else:
             raise json.JSONDecodeError("expected ',' or ']'", text, pos)
 
 
-def _scan_object(source: str, text: str, pos: int, decoder: json.JSONDecoder) -> Iterator[Row]:
-    """Find the one array of records inside a top-level object and scan it."""
-    whole = decoder.decode(text)
+def _scan_object(source: str, text: str, pos: int, decoder: json.JSONDecoder) -> Generator[Row, None, int]:
+    """Find the one array of records inside a top-level object and scan it; return the end of the object."""
+    whole, end = decoder.raw_decode(text, pos)
     arrays = [key for key, value in whole.items() if isinstance(value, list)]
     if len(arrays) != 1:
         raise InputError(source, f"a top-level object must hold exactly one array of records, found {len(arrays)}")
@@ -231,7 +289,7 @@ def _scan_object(source: str, text: str, pos: int, decoder: json.JSONDecoder) ->
         pos = _skip_space(text, pos + 1)  # the ':'
         if name == key:
             yield from _scan_array(source, text, pos, decoder)
-            return
+            return end
         _, pos = decoder.raw_decode(text, pos)
         pos = _skip_space(text, pos)
         pos = _skip_space(text, pos + 1)  # the ','
@@ -241,22 +299,32 @@ def _cell(column: str, value: Any) -> Any:
     """Decode JSON text in structural columns; leave everything else as read."""
     if column in _STRUCTURED_COLUMNS and isinstance(value, str) and value[:1] in ("[", "{"):
         try:
-            return json.loads(value)
-        except json.JSONDecodeError:
+            parsed = json.loads(value)
+        except (json.JSONDecodeError, RecursionError):
             return value
+        return value if too_deep(parsed, value) else parsed  # left as text, the record is invalid, not a crash
     return value
 
 
 def _read_delimited(source: str, suffix: str, gz: bool) -> Iterator[Row]:
+    # csv refuses cells over 128 KB by default; a long answer or a whole conversation in one cell is data.
+    csv.field_size_limit(2**31 - 1)
     with _open_text(source, gz) as handle:
         reader = csv.DictReader(handle, delimiter="\t" if suffix == ".tsv" else ",")
-        for row in reader:
-            # csv's line_num is the physical line the row ended on; cells may span lines.
-            line = reader.line_num
-            if None in row:
-                yield Row(source, line, None, "more cells than header columns")
-                continue
-            yield Row(source, line, {k: _cell(k, v) for k, v in row.items() if v not in (None, "")})
+        try:
+            yield from _delimited_rows(source, reader)
+        except csv.Error as exc:
+            raise InputError(source, f"not valid {suffix[1:].upper()}: {exc}", reader.line_num) from None
+
+
+def _delimited_rows(source: str, reader: csv.DictReader) -> Iterator[Row]:
+    for row in reader:
+        # csv's line_num is the physical line the row ended on; cells may span lines.
+        line = reader.line_num
+        if None in row:
+            yield Row(source, line, None, "more cells than header columns")
+            continue
+        yield Row(source, line, {k: _cell(k, v) for k, v in row.items() if v not in (None, "")})
 
 
 def _read_xlsx(source: str, _suffix: str, gz: bool) -> Iterator[Row]:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from thresher.curate.errors import InputError
 from thresher.curate.io.readers import (
-    SUFFIXES, Row, Shard, file_type, jsonl_shards, parquet_row_groups, read_jsonl_shard, read_parquet_group, read_rows,
+    SUFFIXES, Row, Shard, file_type, is_datasets_folder, jsonl_shards, parquet_row_groups, read_jsonl_shard, read_parquet_group, read_rows,
 )
 
 #: Bytes of plain JSONL per piece: large enough to amortise a task, small enough to balance cores.
@@ -40,10 +40,6 @@ def is_record_file(path: Path) -> bool:
         return False
     name = name.removesuffix(".gz")
     return any(name.endswith(suffix) for suffix in SUFFIXES)
-
-
-def _is_datasets_folder(path: Path) -> bool:
-    return (path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists()
 
 
 def expand_inputs(paths: Iterable[str | os.PathLike[str]]) -> list[str]:
@@ -62,7 +58,7 @@ def expand_inputs(paths: Iterable[str | os.PathLike[str]]) -> list[str]:
             if not found:
                 raise InputError(text, "no record files match this pattern")
             files += found
-        elif path.is_dir() and not _is_datasets_folder(path):
+        elif path.is_dir() and not is_datasets_folder(path):
             found = sorted(str(f) for f in path.rglob("*") if f.is_file() and is_record_file(f))
             if not found:
                 raise InputError(text, "folder holds no record files (.jsonl, .json, .csv, .tsv, .xlsx, .parquet, "

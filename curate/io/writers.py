@@ -3,20 +3,30 @@
 Every writer writes to a temporary file beside the target and renames it into
 place on success (``os.replace`` is atomic on one file system), so an
 interrupted run never leaves a truncated output that a rerun would trust.
+
+The temporary file is named ``.NAME.PID.XXXXXXXX.tmp``; one whose process is
+gone (a run killed with ``kill -9``) is removed by the next write of the same
+output, and nothing that does not match that exact name is ever touched.
+A new output gets the mode the umask gives any new file (0644 under the usual
+022), and a replaced one keeps the mode it had, so a file shared with a
+serving container or another user stays readable to them.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import secrets
 import shutil
-import tempfile
-from collections.abc import Iterator
+import stat
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
 from thresher.curate.errors import InputError, ThresherError
+from thresher.curate.io.claims import OutputLock, check_output, process_alive
 from thresher.schemas import json_type_name
 
 
@@ -24,13 +34,73 @@ class UnsupportedOutput(ThresherError, ValueError):
     """An output path whose suffix names no format thresher writes (a usage error, exit 2)."""
 
 
+#: Temporary files this process has open, which the stale-file sweep must leave alone.
+_OPEN_TEMPS: set[str] = set()
+
+
+def _temp_pattern(name: str) -> re.Pattern[str]:
+    return re.compile(rf"\.{re.escape(name)}\.(\d+)\.[0-9a-f]{{8}}\.tmp")
+
+
+def remove_stale_temps(target: Path) -> list[Path]:
+    """Delete the temporary files of ``target`` that a dead process left behind; returns them."""
+    pattern = _temp_pattern(target.name)
+    removed = []
+    try:
+        entries = list(os.scandir(target.parent))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = pattern.fullmatch(entry.name)
+        if match is None or entry.path in _OPEN_TEMPS or not entry.is_file(follow_symlinks=False):
+            continue
+        pid = int(match.group(1))
+        if pid == os.getpid() or not process_alive(pid):  # ours but not open: left by an earlier process
+            Path(entry.path).unlink(missing_ok=True)
+            removed.append(Path(entry.path))
+    return removed
+
+
+def umask() -> int:
+    """The process's umask (read without changing it where /proc allows)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def new_file_mode(paths: Iterable[str | os.PathLike[str]]) -> None:
+    """Give files a library just wrote the mode any new file gets under the umask.
+
+    safetensors writes its files 0600 whatever the umask; a model folder must
+    be readable by whoever serves it, as the tokenizer and config beside it are.
+    """
+    mode = 0o666 & ~umask()
+    for path in paths:
+        os.chmod(path, mode)
+
+
 @contextmanager
 def atomic_open(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[Any]]:
     """Open a temporary file that replaces ``path`` only if the block succeeds."""
     target = Path(path)
+    check_output(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    remove_stale_temps(target)
+    tmp = str(target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"))
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies, as to any new file
+    _OPEN_TEMPS.add(tmp)
     try:
+        try:
+            os.fchmod(fd, stat.S_IMODE(target.stat().st_mode))  # a replaced file keeps its mode
+        except FileNotFoundError:
+            pass
         with os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8") as handle:
             yield handle
             handle.flush()
@@ -39,11 +109,14 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[An
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    finally:
+        _OPEN_TEMPS.discard(tmp)
 
 
 def require_new_folder(path: str | os.PathLike[str]) -> Path:
     """``path`` if it is absent or an empty folder; call before slow work so a bad ``-o`` fails fast."""
     target = Path(path)
+    check_output(target)
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise ThresherError(f"{target} exists and is not empty; choose a new output folder")
     return target
@@ -102,6 +175,7 @@ class JsonlWriter:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
+        check_output(self.path)
         self.count = 0
         self._context = atomic_open(self.path)
         self._handle: IO[str] | None = None
@@ -145,6 +219,7 @@ class RecordWriter:
             raise UnsupportedOutput(
                 f"{self.path}: unsupported output type; use .jsonl, .json, .parquet or .csv (.gz allowed except for .parquet)"
             )
+        check_output(self.path)
         self.array = self.type == ".json"
         self.count = 0
         self._rows: list[dict[str, Any]] = []
@@ -237,11 +312,14 @@ class AppendJsonl:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
+        check_output(self.path)
         self.count = 0
         self._handle: IO[str] | None = None
+        self._lock = OutputLock(self.path)
 
     def __enter__(self) -> AppendJsonl:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock.__enter__()  # two runs appending to one file would interleave and duplicate
         trim_partial_line(self.path)
         self._handle = open(self.path, "a", encoding="utf-8")
         return self
@@ -262,6 +340,7 @@ class AppendJsonl:
         if self._handle is not None:
             self._handle.close()
             self._handle = None
+            self._lock.__exit__(*exc)
 
 
 def trim_partial_line(path: Path) -> None:
@@ -295,10 +374,11 @@ def read_jsonl_objects(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]
                 continue
             try:
                 value = json.loads(line)
-            except ValueError as exc:  # JSONDecodeError or UnicodeDecodeError
+            except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, too deep
                 if not line.endswith(b"\n"):
                     return  # only the last line lacks a newline: cut short by a kill
-                reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "bytes that are not UTF-8"
+                reason = (exc.msg if isinstance(exc, json.JSONDecodeError)
+                          else "nested too deeply" if isinstance(exc, RecursionError) else "bytes that are not UTF-8")
                 raise InputError(str(p), f"not a JSON line ({reason}); fix or delete this line", number) from None
             if not isinstance(value, dict):
                 raise InputError(str(p), f"expected a JSON object, got {json_type_name(value)}", number)

@@ -15,8 +15,9 @@ What ``LLMClient.complete`` guarantees for one ``Request``:
   the prompt alone. The first structured request probes the server alone and
   a rejection downgrades the whole run (remembered), so a server without
   structured output costs one failed request per mode, not one per request.
-* validation: every reply is parsed and validated; an invalid one is re-asked
-  with the error (``reasks`` times) before it counts as a failure.
+* validation: every reply is parsed and validated, and passes the caller's
+  ``check`` (the identity rules, say); an invalid one is re-asked with the
+  error (``reasks`` times) before it counts as a failure.
 * failures carry a machine-readable reason: ``length``, ``refusal``,
   ``blank``, ``invalid_json``, ``schema``, ``http_<status>``, ``timeout``,
   ``connection``.
@@ -43,7 +44,7 @@ from thresher.curate.synth.retry import (
     FATAL_STATUSES, MAX_RETRY_AFTER, RETRY_STATUSES, RateLimiter, backoff, retry_after,
 )
 from thresher.curate.synth.wire import (
-    GenerationFailure, Redactor, Reply, Request, Usage, parse_reply, public_url, schema_instructions,
+    Check, GenerationFailure, Redactor, Reply, Request, Usage, parse_reply, public_url, schema_instructions,
 )
 
 #: Structured-output modes, best first; a rejection moves one step down.
@@ -151,16 +152,25 @@ class LLMClient:
     def key(self, request: Request) -> str:
         return request.key(self.config.model)
 
-    async def complete(self, request: Request) -> Reply:
-        """The validated reply to ``request``, from the cache or the server."""
+    async def complete(self, request: Request, check: Check | None = None) -> Reply:
+        """The validated reply to ``request``, from the cache or the server.
+
+        ``check`` is the caller's own test of a parsed reply (the identity rules,
+        a paraphrase's language): it raises ``GenerationFailure`` with a message
+        the model can act on, and a reply that fails it is re-asked with that
+        message exactly as a reply that breaks the schema is. Only a reply that
+        passes both is cached.
+        """
         key = self.key(request)
         if self.cache is not None:
             cached = self.cache.get(key)
             if cached is not None:
                 try:
                     value = parse_reply(cached, request.schema)
+                    if check is not None:
+                        check(value)
                 except GenerationFailure:
-                    pass  # a cache line from an older schema: ask again
+                    pass  # a cache line from an older schema or check: ask again
                 else:
                     self.stats.cached += 1
                     return Reply(cached, value, cached=True)
@@ -170,16 +180,15 @@ class LLMClient:
             text, usage = await self._reply_text(messages, request)
             try:
                 value = parse_reply(text, request.schema)
+                if check is not None:
+                    check(value)
             except GenerationFailure as exc:
                 failure = exc
                 if attempt < self.config.reasks:
                     self.stats.reasks += 1
-                messages = [
-                    *messages,
-                    {"role": "assistant", "content": text},
-                    {"role": "user", "content": f"That reply was rejected: {exc.message}. "
-                     "Answer again, following the required format exactly."},
-                ]
+                reask = exc.reask or (f"That reply was rejected: {exc.message}. "
+                                      "Answer again, following the required format exactly.")
+                messages = [*messages, {"role": "assistant", "content": text}, {"role": "user", "content": reask}]
                 continue
             if self.cache is not None:
                 self.cache.add(key, text, usage)
@@ -189,6 +198,7 @@ class LLMClient:
             failure.reason,
             self.redact(f"{failure.message} (after {self.config.reasks} re-asks)"),
             self.redact(failure.raw),
+            **failure.detail,
         )
 
     async def _reply_text(self, messages: list[dict[str, str]], request: Request) -> tuple[str, dict[str, int]]:
@@ -325,13 +335,14 @@ class LLMClient:
                         raise GenerationFailure(f"http_{status}", detail) from None
                     reason, wait = f"http_{status}", retry_after(exc.response.headers)
                 else:
-                    if completion is None:
-                        raise GenerationFailure("invalid_response", "the server's reply is not a JSON object")
-                    usage = Usage.of(completion.get("usage"))
-                    if self._tpm:
-                        self._tpm.settle(usage.total - estimate)
-                    self.stats.usage.add(usage)
-                    return completion
+                    if completion is not None:
+                        usage = Usage.of(completion.get("usage"))
+                        if self._tpm:
+                            self._tpm.settle(usage.total - estimate)
+                        self.stats.usage.add(usage)
+                        return completion
+                    # A cut-off or garbled body (a proxy, an overloaded server) is as transient as a 502.
+                    reason, detail = "invalid_response", "the server's reply is not a JSON object"
             if attempt == self.config.max_retries:
                 raise GenerationFailure(reason, self.redact(f"{detail} (gave up after {attempt + 1} tries)") or "")
             self.stats.retries += 1

@@ -22,6 +22,7 @@ from typing import Any
 
 from thresher.curate.errors import InputError, ThresherError
 from thresher.curate.stage import default_sidecar
+from thresher.curate.io.claims import InputPath, OutputPath
 
 KINDS = {
     "identity": "self-cognition (who am I) records in Chinese and English",
@@ -41,7 +42,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     identity.add_argument("--description", help="one-sentence description")
     identity.add_argument("--capability", action="append", default=[], help="something it can do (repeatable)")
     identity.add_argument("--limitation", action="append", default=[], help="something it cannot do (repeatable)")
-    identity.add_argument("--profile", metavar="FILE", help="Identity profile (JSON or YAML) instead of the flags above")
+    identity.add_argument("--profile", type=InputPath, metavar="FILE", help="Identity profile (JSON or YAML) instead of the flags above")
     identity.add_argument("-n", "--count", type=int, default=600, help="records in all, split evenly over --lang (default 600)")
     identity.add_argument("--lang", default="zh,en", help="comma-separated languages (default zh,en)")
     identity.add_argument("--offline", action="store_true", help="fill templates, no API (default when no API is configured)")
@@ -53,33 +54,33 @@ def configure(parser: argparse.ArgumentParser) -> None:
     _client_flags(identity, temperature=0.7)
 
     answers = kinds.add_parser("answers", help=KINDS["answers"], description=KINDS["answers"] + ".")
-    answers.add_argument("questions", metavar="QUESTIONS", help="text file (one question per line) or any record file")
+    answers.add_argument("questions", type=InputPath, metavar="QUESTIONS", help="text file (one question per line) or any record file")
     persona = answers.add_mutually_exclusive_group()
     persona.add_argument("--system", metavar="TEXT", help="system prompt to answer under")
-    persona.add_argument("--profile", metavar="FILE", help="Identity profile: answer in character (persona prompt per language)")
+    persona.add_argument("--profile", type=InputPath, metavar="FILE", help="Identity profile: answer in character (persona prompt per language)")
     answers.add_argument("--keep-system", action="store_true", help="keep the system prompt in the output records")
     _output_flags(answers)
     _client_flags(answers, temperature=0.7)
 
     paraphrase = kinds.add_parser("paraphrase", help=KINDS["paraphrase"], description=KINDS["paraphrase"] + ".")
-    paraphrase.add_argument("input", metavar="IN", help="record file (or text file, one instruction per line)")
+    paraphrase.add_argument("input", type=InputPath, metavar="IN", help="record file (or text file, one instruction per line)")
     paraphrase.add_argument("-k", type=int, default=3, help="rewrites per instruction (default 3)")
     _output_flags(paraphrase)
     _client_flags(paraphrase, temperature=0.9)
 
     preference = kinds.add_parser("preference", help=KINDS["preference"], description=KINDS["preference"] + ".")
-    preference.add_argument("input", metavar="IN", help="prompts: record file or text file")
+    preference.add_argument("input", type=InputPath, metavar="IN", help="prompts: record file or text file")
     preference.add_argument("--samples", type=int, default=2, help="responses per prompt (default 2)")
     preference.add_argument("--judge-model", help="model that scores the responses (default: --model)")
-    preference.add_argument("--pairs", metavar="FILE", help="derived Preference pairs (default OUT.pairs.jsonl)")
+    preference.add_argument("--pairs", type=OutputPath, metavar="FILE", help="derived Preference pairs (default OUT.pairs.jsonl)")
     preference.add_argument("--min-margin", type=float, default=0.0, help="minimum score gap for a pair (default 0)")
     _output_flags(preference)
     _client_flags(preference, temperature=1.0)
 
 
 def _output_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-o", "--output", required=True, metavar="OUT", help="output JSONL (appended to, resumable)")
-    parser.add_argument("--rejects", metavar="FILE", help="failed requests with reason and raw reply (default OUT.rejects.jsonl)")
+    parser.add_argument("-o", "--output", required=True, type=OutputPath, metavar="OUT", help="output JSONL (appended to, resumable)")
+    parser.add_argument("--rejects", type=OutputPath, metavar="FILE", help="failed requests with reason and raw reply (default OUT.rejects.jsonl)")
     parser.add_argument("--retry-rejects", action="store_true", help="on rerun, retry requests that failed before")
 
 
@@ -137,20 +138,17 @@ def load_identity(args: argparse.Namespace) -> Any:
 
     from thresher.schemas import Identity
 
-    if args.profile:
+    if args.profile and args.profile.endswith((".yaml", ".yml")):
+        from thresher.curate.io.yaml_file import load_yaml_file
+
+        data = load_yaml_file(args.profile, "profile")
+    elif args.profile:
         try:
-            text = Path(args.profile).read_text(encoding="utf-8")
+            data = json.loads(Path(args.profile).read_text(encoding="utf-8"))
         except OSError as exc:
             raise InputError(args.profile, f"cannot read: {exc.strerror}") from None
-        try:
-            if args.profile.endswith((".yaml", ".yml")):
-                import yaml
-
-                data = yaml.safe_load(text)
-            else:
-                data = json.loads(text)
-        except Exception as exc:  # noqa: BLE001 - any parse error is the user's file
-            raise InputError(args.profile, f"not valid {'YAML' if args.profile.endswith(('.yaml', '.yml')) else 'JSON'}: {exc}") from None
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise InputError(args.profile, f"not valid JSON: {exc}") from None
     else:
         if not (getattr(args, "name", None) and getattr(args, "author", None)):
             raise ThresherError("give --name and --author (or --profile FILE)")
@@ -181,7 +179,8 @@ async def _with_client(config: Any, work: Any, cache_path: Path | None = None) -
 
 def _identity(args: argparse.Namespace, console: Any) -> int:
     from thresher.prompts.banks import LANGS
-    from thresher.curate.synth.identity import api_records, offline_records
+    from thresher.curate.synth.identity import offline_records
+    from thresher.curate.synth.identity_api import Shortfall, api_records
     from thresher.curate.synth.jobs import RunSummary, report
     from thresher.curate.io.writers import JsonlWriter, RecordWriter
 
@@ -193,6 +192,8 @@ def _identity(args: argparse.Namespace, console: Any) -> int:
     if args.count < 1:
         raise ThresherError("-n must be at least 1")
     output, rejects, stats = _paths(args)
+    if "en" in langs:
+        _say_english_names(identity, console)
     config = None if args.offline else client_config(args, required=False)
     if config is None:
         summary = RunSummary("identity (offline)", jobs=args.count)
@@ -207,9 +208,11 @@ def _identity(args: argparse.Namespace, console: Any) -> int:
         if shortfall:
             summary.failed["bank_exhausted"] = sum(shortfall.values())
         summary.extra["template_answers_rejected"] = len(rejected)
-        report([summary], None, stats, console)
-        for lang, missing in shortfall.items():
-            console.print(f"[yellow]warning:[/] the {lang} bank ran out: {missing} records fewer than asked")
+        report([summary], None, stats, console, output, rejects)
+        if shortfall:
+            short = ", ".join(f"{n} {lang}" for lang, n in shortfall.items())
+            raise Shortfall(f"asked for {args.count}, wrote {len(records)}: {short} short, the offline bank has no "
+                            "more distinct question-answer pairs (use an API for more)")
         return 0
 
     async def work(client: Any) -> Any:
@@ -219,9 +222,23 @@ def _identity(args: argparse.Namespace, console: Any) -> int:
             temperature=args.temperature, max_tokens=args.max_tokens, retry_rejects=args.retry_rejects, console=console,
         )
 
-    client, summaries = asyncio.run(_with_client(config, work))
-    report(summaries, client, stats, console)
+    client, (summaries, shortfall) = asyncio.run(_with_client(config, work))
+    report(summaries, client, stats, console, output, rejects)
+    if shortfall is not None:
+        raise shortfall
     return 0
+
+
+def _say_english_names(identity: Any, console: Any) -> None:
+    """Say up front what English answers must contain when the profile gives no English name or author."""
+    from rich.markup import escape
+
+    from thresher.curate.text.scripts import script_language
+
+    for flag, value, english in (("--name", identity.name, identity.name_en), ("--author", identity.author, identity.author_en)):
+        if english is None and script_language(value).lang != "en":
+            console.print(escape(f"note: no {flag}-en, so English answers use {flag} as it is and must contain "
+                                 f"{value!r}; pass {flag}-en to give the English form"), highlight=False)
 
 
 def _answers(args: argparse.Namespace, console: Any) -> int:
@@ -260,7 +277,7 @@ def _answers(args: argparse.Namespace, console: Any) -> int:
         return [await run_jobs("answers", jobs, client, output, rejects, retry_rejects=args.retry_rejects, console=console)]
 
     client, summaries = asyncio.run(_with_client(config, work))
-    report(summaries, client, stats, console)
+    report(summaries, client, stats, console, output, rejects)
     return 0
 
 
@@ -300,7 +317,7 @@ def _paraphrase(args: argparse.Namespace, console: Any) -> int:
         return [summary]
 
     client, summaries = asyncio.run(_with_client(config, work))
-    report(summaries, client, stats, console)
+    report(summaries, client, stats, console, output, rejects)
     return 0
 
 
@@ -331,5 +348,5 @@ def _preference(args: argparse.Namespace, console: Any) -> int:
 
     client, summaries = asyncio.run(_with_client(config, work, cache_path=default_sidecar(output, "cache")))
     summaries[0].extra["preference_pairs"] = write_pairs(output, pairs, args.min_margin)
-    report(summaries, client, stats, console)
+    report(summaries, client, stats, console, output, rejects)
     return 0

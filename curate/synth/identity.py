@@ -6,31 +6,31 @@ Two backends produce the same QA records:
   filled from the ``Identity`` profile. Each round gives every question a
   different answer template, so records stay distinct and every category is
   covered before any question repeats.
-* API: the bank's questions plus LLM paraphrases (deduplicated), answered in
-  character under the LangGPT system prompt built from the profile.
+* API (``identity_api``): the bank's questions plus LLM paraphrases
+  (deduplicated), answered in character under the LangGPT system prompt built
+  from the profile (``answer_job``).
 
-Both pass every answer through ``text.identity.check_answer``; failures go to
-the rejects file with their reasons, never to the output. Languages are
-balanced: ``count`` is split evenly across ``langs``.
+Both pass every answer through ``text.identity.check_answer``; through the API
+a failing answer is first re-asked with the rule it broke (``identity_check``),
+and failures go to the rejects file with their reasons, never to the output.
+Languages are balanced: ``count`` is split evenly across ``langs``.
 """
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Sequence
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
-from thresher.prompts.banks import Template, identity_answers, identity_defaults, identity_questions, render, template
+from thresher.prompts.banks import (
+    Template, identity_answers, identity_defaults, identity_questions, identity_reasks, render, template,
+)
 from thresher.schemas import QA, Identity
 from thresher.curate.text.identity import answer_language, check_answer
 from thresher.curate.synth.client import LLMClient
-from thresher.curate.synth.wire import GenerationFailure, Request
-from thresher.curate.synth.jobs import Job, RunSummary, run_jobs
-from thresher.curate.synth.paraphrase import paraphrase_job
-from thresher.curate.io.writers import read_jsonl_objects
+from thresher.curate.synth.wire import Check, GenerationFailure, Request
+from thresher.curate.synth.jobs import Job
 
 
 def split_count(count: int, langs: Sequence[str]) -> dict[str, int]:
@@ -128,95 +128,55 @@ def offline_records(
     return records, rejected, shortfall
 
 
-def _pick_balanced(pool: list[dict[str, Any]], wanted: int, rng: random.Random) -> list[dict[str, Any]]:
-    """Up to ``wanted`` questions taken round-robin over categories, so each is represented."""
+def balanced_order(pool: list[dict[str, Any]], seed: int) -> list[dict[str, Any]]:
+    """Every question of ``pool``, taken round-robin over categories (each shuffled with ``seed``),
+    so any prefix of the order covers the categories evenly. The same pool and seed give the same order."""
+    rng = random.Random(seed)
     by_category: dict[str, list[dict[str, Any]]] = {}
     for row in pool:
         by_category.setdefault(row["category"], []).append(row)
     for rows in by_category.values():
         rng.shuffle(rows)
-    picked: list[dict[str, Any]] = []
-    while len(picked) < wanted and any(by_category.values()):
+    order: list[dict[str, Any]] = []
+    while any(by_category.values()):
         for rows in by_category.values():
-            if rows and len(picked) < wanted:
-                picked.append(rows.pop())
-    return picked
+            if rows:
+                order.append(rows.pop())
+    return order
 
 
-async def api_records(
-    identity: Identity,
-    langs: Sequence[str],
-    count: int,
-    *,
-    client: LLMClient,
-    output: Path,
-    questions_path: Path,
-    rejects: Path,
-    paraphrases: int,
-    seed: int,
-    system: str | None,
-    temperature: float,
-    max_tokens: int | None,
-    retry_rejects: bool,
-    console: Any,
-) -> list[RunSummary]:
-    """Expand the bank with paraphrases, then answer a balanced selection in character."""
-    summaries = []
-    rng = random.Random(seed)
-    wanted = split_count(count, langs)
-    bank = {lang: list(identity_questions(lang)) for lang in langs}
-    if paraphrases > 0:
-        seen = [row["question"] for rows in bank.values() for row in rows]
-        seen += [row["question"] for row in read_jsonl_objects(questions_path) if isinstance(row.get("question"), str)]
-        dropped = [0]
-        jobs = []
-        for lang, rows in bank.items():
-            # Paraphrase only as many bank questions as the count needs (a quarter spare for duplicates).
-            sources = _pick_balanced(rows, math.ceil(wanted[lang] * 1.25 / (paraphrases + 1)), rng)
-            for row in sources:
-                def to_records(texts: list[str], row: dict[str, Any] = row, lang: str = lang) -> list[dict[str, Any]]:
-                    return [{**row, "question": text, "lang": lang, "paraphrase_of": row["question"]} for text in texts]
+def identity_check(identity: Identity, category: str, lang: str) -> Check:
+    """The identity rules as a client check: a failing answer is re-asked, told in ``lang`` what to fix."""
+    values = profile_values(identity, lang)
+    texts = identity_reasks(lang)
 
-                jobs.append(paraphrase_job(client, row["question"], paraphrases, seen, {"record": row}, to_records,
-                                           dropped, max_tokens=max_tokens))
-        summary = await run_jobs("identity questions", jobs, client, questions_path, rejects,
-                                 retry_rejects=retry_rejects, console=console)
-        summary.extra["duplicates_dropped"] = dropped[0]
-        summaries.append(summary)
-        keys = {job.key for job in jobs}
-        for row in read_jsonl_objects(questions_path):
-            if row.get("meta", {}).get("request") in keys and row.get("lang") in bank:
-                bank[row["lang"]].append(row)
-    jobs = []
-    shortfall = 0
-    for lang, pool in bank.items():
-        picked = _pick_balanced(pool, wanted[lang], rng)
-        if len(picked) < wanted[lang]:
-            shortfall += wanted[lang] - len(picked)
-            console.print(f"[yellow]warning:[/] only {len(picked)} distinct {lang} questions for {wanted[lang]} records; "
-                          "raise --paraphrases for more")
-        jobs += [answer_job(client, identity, row, lang, system, temperature, max_tokens) for row in picked]
-    summary = await run_jobs("identity answers", jobs, client, output, rejects, retry_rejects=retry_rejects, console=console)
-    if shortfall:
-        summary.extra["questions_short"] = shortfall
-    summaries.append(summary)
-    return summaries
+    def check(answer: str) -> None:
+        result = check_answer(category, answer, identity, lang)
+        if result.passed:
+            return
+        problems = []
+        for reason in result.reasons:
+            rule, _, argument = reason.partition(":")
+            problems.append(render(texts[rule], name=values["name"], author=values["author"], competitor=argument))
+        reask = texts["lead"] + texts["sep"].join(problems) + texts["tail"]
+        raise GenerationFailure("identity_check", "; ".join(result.reasons), answer, reask, checks=result.reasons)
+
+    return check
 
 
 def answer_job(
     client: LLMClient, identity: Identity, row: dict[str, Any], lang: str, system: str | None,
     temperature: float, max_tokens: int | None,
 ) -> Job:
-    """Answer one question in character; the answer must pass the identity checks."""
+    """Answer one question in character; an answer that breaks the identity rules is re-asked with
+    the rule it broke, and after ``--reasks`` tries fails the job as ``identity_check``."""
     persona = system_prompt(identity, lang)
     request = Request.chat([("system", persona), ("user", row["question"])], temperature=temperature, max_tokens=max_tokens)
     tmpl = system_template(lang)
+    check = identity_check(identity, row["category"], lang)
 
     async def run(client: LLMClient) -> list[dict[str, Any]]:
-        reply = await client.complete(request)
-        check = check_answer(row["category"], reply.value, identity, lang)
-        if not check.passed:
-            raise GenerationFailure("identity_check", "; ".join(check.reasons), reply.text, checks=check.reasons)
+        reply = await client.complete(request, check)
         meta = {"lang": lang, "category": row["category"], "template": tmpl.name, "template_hash": tmpl.hash,
                 "temperature": temperature}
         if "paraphrase_of" in row:

@@ -11,7 +11,10 @@ score) into output records by making one or more requests through the
 * appends each failed job to the rejects file with the reason, the error and
   the raw reply (already redacted by the client);
 * counts everything (``in == skipped + written + failed``), shows a rich
-  progress bar, prints a summary and writes it as the stats JSON.
+  progress bar, prints a summary and writes it as the stats JSON;
+* leaves every request in exactly one of the output and the rejects: a
+  rejected request that ``--retry-rejects`` turned into records leaves the
+  rejects file, and one that failed again keeps only its newest line.
 
 Requests inside a job are cached by the client (``ReplyCache``), so a job
 interrupted half-way does not pay again for the requests it finished.
@@ -31,7 +34,7 @@ from typing import Any
 from thresher.curate.synth.client import LLMClient
 from thresher.curate.synth.wire import GenerationFailure
 from thresher.curate.stage import with_meta
-from thresher.curate.io.writers import AppendJsonl, read_jsonl_objects, write_json
+from thresher.curate.io.writers import AppendJsonl, JsonlWriter, read_jsonl_objects, write_json
 
 
 @dataclass
@@ -55,6 +58,17 @@ class RunSummary:
     failed: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def add(self, other: RunSummary) -> None:
+        """Count ``other`` (a later round of the same stage) into this summary."""
+        self.jobs += other.jobs
+        self.skipped += other.skipped
+        self.succeeded += other.succeeded
+        self.records += other.records
+        self.failed.update(other.failed)
+        self.seconds += other.seconds
+        for key, value in other.extra.items():
+            self.extra[key] = self.extra.get(key, 0) + value if isinstance(value, int) else value
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -89,6 +103,32 @@ def finished_keys(output: Path, rejects: Path | None) -> set[str]:
     if rejects is not None:
         keys |= {entry["request"] for entry in read_jsonl_objects(rejects) if isinstance(entry.get("request"), str)}
     return keys
+
+
+def compact_rejects(output: Path, rejects: Path) -> None:
+    """Leave every request in exactly one place: drop reject lines whose request is now in the
+    output (``--retry-rejects`` succeeded) and keep only the newest line of one that failed again."""
+    if not rejects.exists():
+        return
+    written = finished_keys(output, None)
+    lines = list(read_jsonl_objects(rejects))
+    newest = {entry["request"]: index for index, entry in enumerate(lines) if isinstance(entry.get("request"), str)}
+    kept = [
+        entry for index, entry in enumerate(lines)
+        if not isinstance(key := entry.get("request"), str) or (newest[key] == index and key not in written)
+    ]
+    if len(kept) < len(lines):
+        with JsonlWriter(rejects) as out:
+            for entry in kept:
+                out.write(entry)
+
+
+def file_counts(output: Path, rejects: Path) -> dict[str, Any]:
+    """The counts the files hold now (this run and every run before): records kept, failures by reason."""
+    kept = sum(1 for _ in read_jsonl_objects(output))
+    removed = Counter(str(entry.get("reason")) for entry in read_jsonl_objects(rejects))
+    total = sum(removed.values())
+    return {"in": kept + total, "kept": kept, "removed": dict(removed), "removed_total": total}
 
 
 def reject_line(job: Job, failure: GenerationFailure) -> dict[str, Any]:
@@ -162,16 +202,20 @@ async def run_jobs(
                 w.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
             raise
+    compact_rejects(output, rejects)
     summary.seconds = time.perf_counter() - start
     assert summary.jobs == summary.skipped + summary.succeeded + sum(summary.failed.values())
     return summary
 
 
-def report(summaries: list[RunSummary], client: LLMClient | None, stats_path: Path, console: Any) -> None:
-    """Print the rich summary and write the stats JSON (this run's numbers)."""
+def report(
+    summaries: list[RunSummary], client: LLMClient | None, stats_path: Path, console: Any, output: Path, rejects: Path,
+) -> None:
+    """Print the rich summary and write the stats JSON: the files' counts at the top level
+    (``in == kept + removed``, what a recipe's manifest shows), this run's numbers per stage."""
     from rich.table import Table
 
-    stats: dict[str, Any] = {"stages": [s.as_dict() for s in summaries]}
+    stats: dict[str, Any] = {**file_counts(output, rejects), "stages": [s.as_dict() for s in summaries]}
     if client is not None:
         stats["client"] = client_stats(client)
     write_json(stats_path, stats)

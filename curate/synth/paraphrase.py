@@ -14,9 +14,9 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from thresher.prompts.banks import template
-from thresher.curate.text.scripts import zh_or_en
+from thresher.curate.text.scripts import script_language, zh_or_en
 from thresher.curate.synth.client import LLMClient
-from thresher.curate.synth.wire import Request
+from thresher.curate.synth.wire import Check, GenerationFailure, Request
 from thresher.curate.synth.jobs import Job
 
 PARAPHRASE_TEMPLATE = "synth/paraphrase.md"
@@ -59,6 +59,21 @@ def paraphrase_request(text: str, k: int, temperature: float, max_tokens: int | 
     return Request.chat([("user", prompt)], schema=Paraphrases, temperature=temperature, max_tokens=max_tokens)
 
 
+def language_check(text: str, k: int) -> Check:
+    """Re-ask a reply none of whose rewrites is in ``text``'s language (an English rewrite of a
+    Chinese question would otherwise be kept as a question and fail every answer later)."""
+    lang = zh_or_en(text)
+
+    def check(value: Paraphrases) -> None:
+        if not any(script_language(rewrite).lang == lang for rewrite in value.paraphrases[:k]):
+            name = _LANGUAGE_NAMES[lang]
+            raise GenerationFailure(
+                "wrong_language", f"no rewrite is in {name}", reask=f"The rewrites are not in {name}, the language of "
+                f"the instruction. Write the {k} rewrites again, every one in {name}, as JSON.")
+
+    return check
+
+
 def paraphrase_job(
     client: LLMClient,
     text: str,
@@ -70,19 +85,25 @@ def paraphrase_job(
     temperature: float = 0.9,
     max_tokens: int | None = None,
 ) -> Job:
-    """A job that asks for ``k`` rewrites of ``text``, drops repeats and builds records from the rest.
+    """A job that asks for ``k`` rewrites of ``text``, drops repeats and rewrites in another language,
+    and builds records from the rest.
 
-    ``dropped`` is a one-element counter of rewrites removed as duplicates.
+    ``dropped`` is a one-element counter of rewrites removed. A job left with no
+    record at all fails as ``duplicate``: the rejects file is its trace, so a
+    rerun does not ask again.
     """
     request = paraphrase_request(text, k, temperature, max_tokens)
     tmpl = template(PARAPHRASE_TEMPLATE)
+    lang, check = zh_or_en(text), language_check(text, k)
 
     async def run(client: LLMClient) -> list[dict[str, Any]]:
-        reply = await client.complete(request)
+        reply = await client.complete(request, check)
         candidates = reply.value.paraphrases[:k]
-        fresh = dedup_questions(candidates, seen)
+        fresh = dedup_questions([c for c in candidates if script_language(c).lang == lang], seen)
         dropped[0] += len(candidates) - len(fresh)
         records = to_records(fresh)
+        if not records:
+            raise GenerationFailure("duplicate", "every rewrite repeats a known question", reply.text)
         info = {"template": tmpl.name, "template_hash": tmpl.hash, "temperature": temperature}
         return [{**r, "meta": {**r.get("meta", {}), **info}} for r in records]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -20,23 +20,66 @@ from pydantic import BaseModel, ValidationError
 
 
 class GenerationFailure(Exception):
-    """One request failed for good; ``reason`` is machine-readable, ``raw`` the last reply."""
+    """One request failed for good; ``reason`` is machine-readable, ``raw`` the last reply.
 
-    def __init__(self, reason: str, message: str, raw: str | None = None, **detail: Any) -> None:
+    ``reask`` is the follow-up message that tells the model what to fix, in the
+    conversation's language (a check sets it); without one the client words
+    its own from ``message``.
+    """
+
+    def __init__(self, reason: str, message: str, raw: str | None = None, reask: str | None = None, **detail: Any) -> None:
         super().__init__(message)
-        self.reason, self.message, self.raw, self.detail = reason, message, raw, detail
+        self.reason, self.message, self.raw, self.reask, self.detail = reason, message, raw, reask, detail
+
+
+#: A caller's test of a parsed reply: raises ``GenerationFailure`` saying what to fix, or returns None.
+Check = Callable[[Any], None]
 
 
 class Redactor:
-    """Removes the API key from any text before it is shown or stored."""
+    """Removes the API key from any text before it is shown or stored.
+
+    Not only the exact key: any run of ``MIN_PART`` or more characters that
+    appears in the key is redacted, so a reply echoing the key without its
+    ``sk-`` prefix, or cut in half, leaks nothing either. Each ``MIN_PART``-long
+    piece of the key is searched for (``str.find`` runs in C), and overlapping
+    hits merge into one ``[redacted]``.
+    """
+
+    MIN_PART = 8
 
     def __init__(self, secret: str | None) -> None:
         self.secret = secret or ""
+        n = self.MIN_PART
+        self._parts = {self.secret[i : i + n] for i in range(len(self.secret) - n + 1)} or {self.secret}
 
     def __call__(self, text: str | None) -> str | None:
         if text is None or not self.secret:
             return text
-        return text.replace(self.secret, "[redacted]")
+        hits = []
+        for part in self._parts:
+            start = text.find(part)
+            while start != -1:
+                hits.append((start, start + len(part)))
+                start = text.find(part, start + 1)
+        if not hits:
+            return text
+        pieces, last = [], 0
+        for start, end in _merged(sorted(hits)):
+            pieces += [text[last:start], "[redacted]"]
+            last = end
+        return "".join(pieces) + text[last:]
+
+
+def _merged(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Sorted, overlapping or touching spans merged into one."""
+    merged: list[tuple[int, int]] = []
+    for start, end in spans:
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return merged
 
 
 def public_url(url: str | None) -> str | None:

@@ -72,12 +72,24 @@ def units(text: str) -> list[str]:
     return UNIT_RE.findall(text)
 
 
+_PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
+
+
 def duplicate_lines(text: str) -> tuple[float, float, int]:
     """(share of lines that repeat an earlier line, share of characters in them, line count).
 
     Gopher's two repetition measures, on stripped non-empty lines.
     """
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return _duplicates(text.splitlines())
+
+
+def duplicate_paragraphs(text: str) -> tuple[float, float, int]:
+    """The same two measures on paragraphs (blocks separated by blank lines), as Gopher also takes them."""
+    return _duplicates(_PARAGRAPH_BREAK.split(text))
+
+
+def _duplicates(pieces: list[str]) -> tuple[float, float, int]:
+    lines = [piece.strip() for piece in pieces if piece.strip()]
     seen: set[str] = set()
     dup_lines = dup_chars = 0
     for line in lines:
@@ -90,6 +102,21 @@ def duplicate_lines(text: str) -> tuple[float, float, int]:
     if not lines:
         return 0.0, 0.0, 0
     return dup_lines / len(lines), dup_chars / total_chars, len(lines)
+
+
+_LETTER_RE = re.compile(r"[^\W\d_]")
+
+
+def top_char_fraction(text: str) -> tuple[float, int]:
+    """(share of the letters that are the most frequent one, letter count); case-folded.
+
+    What a short loop of one character looks like ("aaaaaaaa", "嗯嗯嗯嗯嗯嗯"): the
+    word and n-gram measures cannot see it, since it is one word or too few units.
+    """
+    letters = _LETTER_RE.findall(text.casefold())
+    if not letters:
+        return 0.0, 0
+    return Counter(letters).most_common(1)[0][1] / len(letters), len(letters)
 
 
 def top_ngram_fraction(tokens: list[str], n: int) -> float:

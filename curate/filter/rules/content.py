@@ -99,12 +99,27 @@ class PatternRule(Rule):
 
 
 class Placeholder(PatternRule):
-    """Unreplaced template slots: the data contract's ``{{name}}``/``<NAME>`` set plus ``patterns``."""
+    """Unreplaced template slots: the data contract's ``{{name}}``/``<NAME>`` set, ``patterns``, and
+    with ``any_braces`` any ``{{word}}`` in prose ("Welcome to {{product}}").
+
+    Template code is not a slot: ``any_braces`` skips fenced and `inline` code,
+    a ``{{word}}`` between tags (``<p>{{ message }}</p>``) and text with
+    ``{% %}`` template tags, so a Vue or Jinja answer is kept.
+    """
 
     name: ClassVar[str] = "placeholder"
+    any_braces: bool
 
     def measure(self, view: View, texts: Texts) -> Any:
-        return find_placeholder(view.text) or super().measure(view, texts)
+        found = find_placeholder(view.text) or super().measure(view, texts)
+        if found or not self.any_braces or "{{" not in view.text or "{%" in view.text:
+            return found
+        match = _BRACE_SLOT.search(_INLINE_CODE.sub(" ", ts.prose(view.text)))
+        return match.group(0) if match else 0
+
+
+_BRACE_SLOT = regex.compile(r"(?<!>\s*)\{\{\s*[^\W\d]\w{0,30}\s*\}\}(?!\s*<)")
+_INLINE_CODE = regex.compile(r"`[^`\n]*`")
 
 
 class Refusal(PatternRule):
@@ -117,33 +132,61 @@ class Truncated(Rule):
     """An answer that stops mid-sentence.
 
     It fails when the last character is one that cannot end a sentence
-    (``,`` ``，`` ``、`` ``:``...), or when a long last line of prose ends in a
-    lower-case or CJK letter with no closing punctuation. Lists, headings, code and short
-    answers ("Paris") are left alone.
+    (``,`` ``，`` ``、`` ``:``...); when, with no closing punctuation, the last
+    word is a function word no sentence ends on (``the``, ``and``, ``because``;
+    ``因为``, ``而且``, ``例如``), at any length from ``min_words`` units; or when
+    a long last line of prose ends in a lower-case or CJK letter with no
+    closing punctuation. Lists, headings, code and short answers ("Paris") are
+    left alone.
     """
 
     name: ClassVar[str] = "truncated"
     dangling: str
     min_chars: int
     min_last_line: int
+    function_words: dict[str, list[str]]
+    min_words: int
 
     def measure(self, view: View, texts: Texts) -> Any:
         stripped = view.text.rstrip()
         last = stripped[-1]
         if last in self.dangling:
             return {"ends_with": stripped[-30:]}
-        if len(stripped) < self.min_chars or "```" in stripped:
+        if "```" in stripped:
             return 0
         line = stripped.rsplit("\n", 1)[-1].strip()
+        if _is_list_or_heading(line):
+            return 0
+        word = self._function_word(stripped)
+        if word and len(view.units) >= self.min_words:
+            return {"ends_with": stripped[-30:], "function_word": word}
+        if len(stripped) < self.min_chars:
+            return 0
         prose_end = last.islower() or bool(ts.CJK_RE.match(last))
-        if len(line) >= self.min_last_line and prose_end and not _is_list_or_heading(line) and "#" not in line[-30:]:
+        if len(line) >= self.min_last_line and prose_end and "#" not in line[-30:]:
             return {"ends_with": stripped[-30:]}
         return 0
+
+    @cached_property
+    def _english(self) -> frozenset[str]:
+        return frozenset(w.lower() for w in self.function_words.get("en", []))
+
+    @cached_property
+    def _chinese(self) -> tuple[str, ...]:
+        return tuple(self.function_words.get("zh", []))
+
+    def _function_word(self, text: str) -> str | None:
+        """The function word ``text`` ends on, with nothing after it; None if it ends otherwise."""
+        if ts.CJK_RE.match(text[-1]):
+            return next((w for w in self._chinese if text.endswith(w)), None)
+        match = _LAST_WORD.search(text[-64:])
+        return match.group(1) if match and match.group(1).lower() in self._english else None
 
     def failure(self, value: Any, field: str) -> dict[str, Any] | None:
         return {"value": value} if value else None
 
 
+_LAST_WORD = regex.compile(r"(?:^|[^\w'’-])([A-Za-z]+)$")  # searched in the last 64 characters only
 _LIST_RE = regex.compile(r"^(?:[-*•#>|]|\d+[.)、]|[a-zA-Z][.)]|[一二三四五六七八九十]+、)")
 
 

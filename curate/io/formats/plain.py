@@ -104,17 +104,58 @@ def parse_classification(row: dict[str, Any], template: str | None = None) -> Ma
 #: Questions for facts that name an attribute, and for bare fact sentences.
 ATTRIBUTE_QUESTIONS = {"en": "What is the {attribute} of {entity}?", "zh": "{entity}的{attribute}是什么？"}
 FACT_QUESTIONS = {"en": "What do you know about {entity}?", "zh": "关于{entity}，你知道什么？"}
-_ATTRIBUTE_KEYS = ("attribute", "relation", "predicate", "property", "key")
-_VALUE_KEYS = ("value", "object", "fact")
+#: The (name, value) spellings of a fact object, as knowledge data writes them:
+#: ``{"fact": "出生日期", "value": "1879年3月14日"}``, ``{"attribute": ..., "value": ...}``, triples ...
+FACT_FIELDS = (
+    ("fact", "value"), ("attribute", "value"), ("key", "value"), ("property", "value"),
+    ("relation", "object"), ("predicate", "object"),
+)
+_SPELLINGS = "question/answer, " + ", ".join(f"{name}/{value}" for name, value in FACT_FIELDS)
+_LIST_SEPARATORS = {"zh": "、", "en": ", "}
+
+
+def _fact_value(value: Any, where: str, field: str, lang: str) -> str:
+    """A fact's value as answer text: strings as they are, numbers as written, a list of strings joined."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return json.dumps(value)
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return _LIST_SEPARATORS[lang].join(value)
+    raise RecordError(f"{where}.{field}", f"must be a string, a number or a list of strings, got {json_type_name(value)}")
+
+
+def _fact_qa(entity: str, fact: Any, where: str) -> tuple[str, Any]:
+    """(question, answer) of one fact; the question names the entity, in its language (see ``parse_facts``)."""
+    if isinstance(fact, str):
+        return FACT_QUESTIONS[zh_or_en(entity + fact)].format(entity=entity), fact
+    if not isinstance(fact, dict):
+        raise RecordError(where, f"must be a string or an object, got {json_type_name(fact)}")
+    if "question" in fact:
+        return fact.get("question"), fact.get("answer")
+    for name_key, value_key in FACT_FIELDS:
+        if name_key in fact and value_key in fact:
+            name = fact[name_key]
+            if not isinstance(name, str) or not name.strip():
+                raise RecordError(f"{where}.{name_key}", f"must be a non-empty string, got {json_type_name(name)}")
+            lang = zh_or_en(entity + name)
+            question = ATTRIBUTE_QUESTIONS[lang].format(entity=entity, attribute=name)
+            return question, _fact_value(fact[value_key], where, value_key, lang)
+    if isinstance(fact.get("fact"), str):  # {"fact": "a whole sentence"}
+        return _fact_qa(entity, fact["fact"], where)
+    raise RecordError(where, f"a fact object needs one of {_SPELLINGS}; got keys {', '.join(sorted(fact)) or 'none'}")
 
 
 def parse_facts(row: dict[str, Any]) -> list[Mapped]:
-    """``entity`` + ``facts`` to one QA per fact.
+    """``entity`` + ``facts`` to one QA per fact, whose question names the entity.
 
-    ``facts`` may be an object ``{attribute: value}``, a list of
-    ``{question, answer}``, a list of ``{attribute|relation|predicate, value|object}``,
-    or a list of fact sentences (each answers "what do you know about ENTITY").
-    The question's language follows the entity's (and the fact's) script.
+    ``facts`` may be an object ``{name: value}``, a list of ``{question, answer}``,
+    a list of ``{fact|attribute|key|property, value}`` or ``{relation|predicate,
+    object}`` (``FACT_FIELDS``), or a list of fact sentences (each answers "what
+    do you know about ENTITY"). The question is in the entity's language, read
+    together with the fact's name, so ``爱因斯坦`` + ``出生日期`` asks
+    ``爱因斯坦的出生日期是什么？`` and a Latin name among Chinese facts
+    (``Python`` + ``创始人``) still gets a Chinese question.
     """
     entity = need(row, "entity")
     if not isinstance(entity, str):
@@ -129,21 +170,6 @@ def parse_facts(row: dict[str, Any]) -> list[Mapped]:
     mapped = []
     for index, fact in enumerate(facts):
         where = f"facts[{index}]"
-        if isinstance(fact, str):
-            lang = zh_or_en(entity + fact)
-            question, answer = FACT_QUESTIONS[lang].format(entity=entity), fact
-        elif isinstance(fact, dict) and "question" in fact:
-            question, answer = fact.get("question"), fact.get("answer")
-        elif isinstance(fact, dict):
-            attribute = next((fact[k] for k in _ATTRIBUTE_KEYS if k in fact), None)
-            answer = next((fact[k] for k in _VALUE_KEYS if k in fact), None)
-            if not isinstance(attribute, str):
-                raise RecordError(where, "a fact object needs question/answer or attribute/value")
-            if isinstance(answer, (int, float)) and not isinstance(answer, bool):
-                answer = str(answer)
-            lang = zh_or_en(entity + attribute)
-            question = ATTRIBUTE_QUESTIONS[lang].format(entity=entity, attribute=attribute)
-        else:
-            raise RecordError(where, f"must be a string or an object, got {json_type_name(fact)}")
+        question, answer = _fact_qa(entity, fact, where)
         mapped.append(Mapped(QA, {"question": question, "answer": answer}, {"question": where, "answer": where}))
     return mapped
