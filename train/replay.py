@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     from thresher.curate.stage import Stage, default_sidecar
     from thresher.train.generate import generate_batch
     from thresher.train.inference import load_trained
-    from thresher.train.metrics import ProgressLine
+    from thresher.train.metrics import counting
 
     removed, stats = default_sidecar(args.output, "removed"), default_sidecar(args.output, "stats")
     with Stage("generate", removed, stats) as stage:
@@ -85,8 +85,9 @@ def run(args: argparse.Namespace) -> int:
             else:
                 asked.append((messages, row))
         model, tokenizer = load_trained(args.model, args.adapter)
-        results = generate_batch(model, tokenizer, [messages for messages, _ in asked], args.max_new_tokens,
-                                 args.batch_size, progress=ProgressLine(f"answering with {args.model}", len(asked)))
+        with counting(f"answering with {args.model}", len(asked)) as progress:
+            results = generate_batch(model, tokenizer, [messages for messages, _ in asked], args.max_new_tokens,
+                                     args.batch_size, progress=progress)
         with RecordWriter(args.output) as writer:
             for (messages, row), result in zip(asked, results):
                 text = result.text.strip()
