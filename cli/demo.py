@@ -24,10 +24,16 @@ from typing import Any
 
 from thresher.curate.io.claims import InputPath, OutputPath
 
-#: Recipe overrides that fit the real-model demo in ~10 minutes on 2 idle cores (README, "Choosing the defaults").
-REAL = {"count": 120, "general_rate": 0.3, "replay_max_new_tokens": 96, "max_new_tokens": 48, "eval_batch_size": 40}
-#: Held-out general prompts the demo scores, per language and category (4 x 5 categories x 2 languages = 40).
-GENERAL_PER_GROUP = 4
+#: Recipe overrides that fit the real-model demo in ten minutes on 2 idle cores: every identity record and the
+#: base model's own short answers to 60 general prompts, 32 LoRA steps (README, "thresher demo").
+REAL = {"count": 120, "general_rate": 0.25, "replay_max_new_tokens": 48, "ratio": None, "max_steps": 32, "lr": 1.5e-3,
+        "max_new_tokens": 48, "eval_batch_size": 40}
+#: The demo's eval sets, sampled evenly from the shipped held-out ones: (file, key of a group, items per group).
+EVAL_SUBSETS = {
+    "eval_questions": ("identity/eval_questions.jsonl", ("lang", "category"), 0.5),  # 40 of 80, every category
+    "parrot_prompts": ("identity/general_prompts.jsonl", ("lang",), 10),             # 20 of 40
+    "general_eval": ("general/heldout.jsonl", ("lang", "category"), 2),             # 20 of 120
+}
 #: Training settings that let a random tiny model memorise its data in a few minutes on 2 CPU cores.
 TINY = {"method": "full", "max_steps": 300, "lr": 3e-3, "batch_size": 16, "grad_accum": 1, "max_len": 256,
         "count": 600, "replay": False, "general_answers": "@general_pick", "general_rate": 1, "ratio": "1:1",
@@ -67,8 +73,8 @@ def run(args: argparse.Namespace) -> int:
             overrides["model"] = resolve_model(args.model)
         elif shipped_gguf() is not None and not args.tiny:
             kind = "smollm2"
-            overrides.update({"model": str(real_model(out, console)), **REAL,
-                              "general_eval": str(general_subset(out)), "eval_cache": str(out / "cache")})
+            overrides.update({"model": str(real_model(out, console)), **REAL, **eval_subsets(out),
+                              "eval_cache": str(out / "cache")})
         else:
             kind = "tiny"
             if not args.tiny:
@@ -113,24 +119,36 @@ def tiny_model(out: Path, examples: Path, console: Any) -> Path:
     return base
 
 
-def general_subset(out: Path) -> Path:
-    """The first ``GENERAL_PER_GROUP`` held-out general items of every (language, category): a balanced sample."""
-    from thresher.curate.io.writers import JsonlWriter
-    from thresher.prompts.banks import general_heldout
+def eval_subsets(out: Path) -> dict[str, str]:
+    """``EVAL_SUBSETS`` written under ``out/eval_sets/``: the first items of every group, so each language and
+    category keeps its share (a fraction per group, or a count). Returns recipe vars naming the files."""
+    import math
+    from importlib.resources import files as package_files
 
-    taken: dict[tuple[str, str], int] = {}
-    rows = []
-    for row in general_heldout():
-        group = (row["lang"], row["category"])
-        if taken.get(group, 0) < GENERAL_PER_GROUP:
-            taken[group] = taken.get(group, 0) + 1
-            rows.append(row)
-    path = out / "general_eval.jsonl"
-    out.mkdir(parents=True, exist_ok=True)
-    with JsonlWriter(path) as writer:
+    from thresher.curate.io.writers import JsonlWriter
+
+    folder = out / "eval_sets"
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for var, (resource, keys, per_group) in EVAL_SUBSETS.items():
+        text = package_files("thresher.prompts").joinpath(resource).read_text(encoding="utf-8")
+        rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+        sizes: dict[tuple[str, ...], int] = {}
         for row in rows:
-            writer.write(row)
-    return path
+            group = tuple(row[key] for key in keys)
+            sizes[group] = sizes.get(group, 0) + 1
+        quota = {group: math.ceil(n * per_group) if isinstance(per_group, float) else per_group
+                 for group, n in sizes.items()}
+        taken: dict[tuple[str, ...], int] = {}
+        path = folder / Path(resource).name
+        with JsonlWriter(path) as writer:
+            for row in rows:
+                group = tuple(row[key] for key in keys)
+                if taken.get(group, 0) < quota[group]:
+                    taken[group] = taken.get(group, 0) + 1
+                    writer.write(row)
+        paths[var] = str(path)
+    return paths
 
 
 def headline_rows(report: dict[str, Any]) -> list[tuple[str, str, str]]:
