@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import subprocess
 import sys
@@ -57,7 +56,7 @@ GENERATION_TEMPLATE = (
 
 def prepare(work: Path, quick: bool) -> dict[str, Any]:
     """Import SmolLM2 and run the demo recipe's data stages; return the training settings."""
-    from thresher.cli.demo import REAL, general_subset, real_model
+    from thresher.cli.demo import REAL, eval_subsets, real_model
     from thresher.cli.recipe import Runner, load_recipe
     from rich.console import Console
 
@@ -66,17 +65,18 @@ def prepare(work: Path, quick: bool) -> dict[str, Any]:
     base = real_model(work, Console(stderr=True))
     with as_file(files("thresher.examples")) as examples:
         path = Path(examples) / "self_cognition.yaml"
-        recipe = load_recipe(path, {"model": str(base), **REAL})
+        subsets = eval_subsets(work)
+        recipe = load_recipe(path, {"model": str(base), **REAL, **subsets})
         recipe.stages = recipe.stages[: [s.name for s in recipe.stages].index("splits") + 1]
         Runner(recipe, path, work / "data").run()
     v = recipe.vars
     settings = {"base": str(base), "data": str(work / "data" / "splits" / "data" / "train.jsonl"),
                 "lora_r": v["lora_r"], "lora_alpha": v["lora_alpha"], "lr": v["lr"], "batch_size": v["batch_size"],
-                "max_len": v["max_len"], "epochs": v["epochs"], "general": str(general_subset(work)),
+                "max_len": v["max_len"], "max_steps": v["max_steps"], "general": subsets["general_eval"],
+                "questions": subsets["eval_questions"], "parrot_prompts": subsets["parrot_prompts"],
                 "max_new_tokens": v["max_new_tokens"], "eval_batch_size": v["eval_batch_size"], "cache": str(work / "cache"),
                 "identity": [v["name"], v["author"], v["name_en"], v["author_en"]]}
-    records = sum(1 for _ in open(settings["data"], encoding="utf-8"))
-    settings["steps"] = 4 if quick else math.ceil(settings["epochs"] * math.ceil(records / settings["batch_size"]))
+    settings["steps"] = 4 if quick else settings["max_steps"]
     return settings
 
 
@@ -154,6 +154,7 @@ def evaluate(s: dict[str, Any], adapter: Path, report: Path) -> dict[str, Any]:
     name, author, name_en, author_en = s["identity"]
     code = main(["eval", "identity", "--model", s["base"], "--adapter", str(adapter), "--name", name, "--author", author,
                  "--name-en", name_en, "--author-en", author_en, "--general", s["general"],
+                 "--questions", s["questions"], "--parrot-prompts", s["parrot_prompts"],
                  "--cache", s["cache"], "--max-new-tokens", str(s["max_new_tokens"]),
                  "--batch-size", str(s["eval_batch_size"]), "--report", str(report)])
     assert code == 0, f"eval of {adapter} failed"
