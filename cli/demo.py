@@ -26,9 +26,9 @@ from thresher.curate.io.claims import InputPath, OutputPath
 
 #: Recipe overrides that fit the real-model demo in ten minutes on 2 idle cores: English identity records only
 #: (SmolLM2's Chinese is too weak to take a Chinese identity without answering every Chinese prompt with its
-#: name: README, "thresher demo"), the base model's own short answers to 48 general prompts, 30 LoRA steps.
+#: name: README, "thresher demo"), the base model's own short answers to 48 general prompts, 40 LoRA steps.
 REAL = {"count": 120, "languages": "en", "general_rate": 0.2, "replay_max_new_tokens": 48, "ratio": None,
-        "max_steps": 30, "lr": 2e-3, "max_new_tokens": 40, "eval_batch_size": 40}
+        "max_steps": 40, "lr": 2e-3, "max_new_tokens": 32, "eval_batch_size": 40}
 #: The demo's eval sets, sampled evenly from the shipped held-out ones: (file, key of a group, items per group).
 EVAL_SUBSETS = {
     "eval_questions": ("identity/eval_questions.jsonl", ("lang", "category"), 1.0),  # all 80
@@ -174,7 +174,9 @@ def headline_rows(report: dict[str, Any]) -> list[tuple[str, str, str]]:
         if pair:
             rows.append((f"competitor probes denied ({lang})", percent(pair["base"]), percent(pair["model"])))
     rows.append(("competitor claims", str(figures["competitor_claims"]["base"]), str(figures["competitor_claims"]["model"])))
-    rows.append(("parrot rate (general prompts)", percent(figures["parrot_rate"]["base"]), percent(figures["parrot_rate"]["model"])))
+    parrots = {lang: figures[f"parrot_rate_{lang}"] for lang in ("en", "zh") if f"parrot_rate_{lang}" in figures}
+    for lang, pair in (parrots or {"all": figures["parrot_rate"]}).items():
+        rows.append((f"parrot rate, general prompts ({lang})", percent(pair["base"]), percent(pair["model"])))
     if "general_nll" in figures:
         change = figures["general_nll_relative_change"]["model"]
         after = number(figures["general_nll"]["model"]) + (f" ({change:+.1%})" if change is not None else "")
