@@ -280,10 +280,11 @@ class Runner:
         write_json(self.run_dir / MANIFEST, self.manifest)
 
     def input_hashes(self, argv: list[str]) -> dict[str, str]:
-        """Content hashes of every existing file or folder named on the command line (outputs aside)."""
+        """Content hashes of every existing file or folder named on the command line (outputs and caches aside:
+        a cache the stage itself fills would otherwise make every rerun look like new input)."""
         hashes = {}
         for arg, previous in zip(argv, [""] + argv[:-1]):
-            if previous in ("-o", "--out", "--report"):
+            if previous in ("-o", "--out", "--report", "--cache"):
                 continue
             path = Path(arg)
             if arg and not arg.startswith("-") and path.exists():
