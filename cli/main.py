@@ -16,7 +16,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 #: command -> (module that implements it, one-line help). Order is the help's order.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("thresher.cli.demo", "run the whole self-cognition job offline on a tiny model (the quick start)"),
+    "demo": ("thresher.cli.demo", "the whole self-cognition job offline on a real model (SmolLM2) or a tiny one (the quick start)"),
     "synth": ("thresher.curate.synth.command", "synthesize identity, answer, paraphrase and preference data via any OpenAI-compatible API"),
     "rename": ("thresher.curate.rename", "fill {{name}}-style placeholders and replace names in every string of every record"),
     "validate": ("thresher.curate.validate", "check record files against the data contract"),
@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "stats": ("thresher.curate.stats", "dataset statistics: kinds, turns, lengths, languages, duplicates"),
     "schema": ("thresher.curate.schema_export", "export the JSON Schema of every record kind"),
     "train": ("thresher.train.cli", "train a model: sft (full, LoRA, QLoRA), rm (reward model), dpo, ppo, grpo"),
+    "generate": ("thresher.train.replay", "answer records' prompts with a local model: replay data in its own words"),
     "score": ("thresher.train.score", "add a trained reward model's score to each record's meta"),
     "export": ("thresher.train.export", "export a trained model: merge a LoRA adapter into its base"),
     "chat": ("thresher.train.chat", "chat with a model or adapter in the terminal (streaming)"),

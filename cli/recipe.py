@@ -247,12 +247,12 @@ class Runner:
                 continue
             forced = True  # once a stage reruns, everything after it sees new inputs
             self.stage_dir(stage).mkdir(parents=True, exist_ok=True)
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             try:
                 code = thresher_main(argv)
             except SystemExit as exc:  # argparse rejected the stage's options
                 code = exc.code if isinstance(exc.code, int) else 2
-            seconds = time.perf_counter() - start
+            seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
             if (code or 0) not in stage.accept_exit:
                 self._save()
                 raise ThresherError(f"stage {stage.name} failed (exit {code}): thresher {' '.join(masked(argv))}")
@@ -264,6 +264,7 @@ class Runner:
                 "output": str(self.outputs.get(stage.name, self.stage_dir(stage))),
                 "counts": collect_counts(self.stage_dir(stage)),
                 "seconds": round(seconds, 3),
+                "cpu_seconds": round(cpu, 3),  # all threads; on a shared machine the figure wall-clock hides
             }
             self.manifest["stages"][stage.name] = entry
             self._save()
@@ -279,10 +280,11 @@ class Runner:
         write_json(self.run_dir / MANIFEST, self.manifest)
 
     def input_hashes(self, argv: list[str]) -> dict[str, str]:
-        """Content hashes of every existing file or folder named on the command line (outputs aside)."""
+        """Content hashes of every existing file or folder named on the command line (outputs and caches aside:
+        a cache the stage itself fills would otherwise make every rerun look like new input)."""
         hashes = {}
         for arg, previous in zip(argv, [""] + argv[:-1]):
-            if previous in ("-o", "--out", "--report"):
+            if previous in ("-o", "--out", "--report", "--cache"):
                 continue
             path = Path(arg)
             if arg and not arg.startswith("-") and path.exists():

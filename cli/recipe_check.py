@@ -63,7 +63,10 @@ def parse_sets(items: list[str]) -> dict[str, Any]:
         key, sep, text = item.partition("=")
         if not sep:
             raise ThresherError(f"--set {item}: use VAR=VALUE")
-        value = yaml.safe_load(text) if text else None
+        try:
+            value = yaml.safe_load(text) if text else None
+        except yaml.YAMLError:  # text YAML cannot read (``@stage``, which YAML reserves) stays the text it is
+            value = text
         if isinstance(value, str) and value and Path(value).expanduser().exists():
             value = str(Path(value).expanduser().resolve())
         overrides[key] = value

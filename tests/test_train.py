@@ -391,6 +391,50 @@ def test_merged_model_equals_adapter_and_chat_stops(models, identity_run, tmp_pa
     assert "Thresh" in one_shot.stdout and "you>" not in one_shot.stdout and "assistant>" not in one_shot.stdout
 
 
+def test_generate_writes_the_models_own_answers_and_removes_cut_ones(identity_run, tmp_path):
+    """`thresher generate` (replay data): the model's greedy answers replace the records' answers; an answer
+    cut at --max-new-tokens is removed, never written without its end of turn; counts add up."""
+    from transformers import AutoTokenizer
+
+    from thresher.cli.main import main
+
+    dialogue = [{"role": "user", "content": "What is your name?"}, {"role": "assistant", "content": "x"},
+                {"role": "user", "content": "Who made you?"}, {"role": "assistant", "content": "y"}]
+    source = write_jsonl(tmp_path / "prompts.jsonl", [
+        {"question": "Who are you?", "answer": "someone else's words"},
+        {"messages": dialogue},
+        {"prompt": [{"role": "user", "content": "hi"}], "chosen": "a", "rejected": "b"},
+    ])
+
+    def generate(out: Path, limit: int) -> tuple[list[dict], list[dict], dict]:
+        assert main(["generate", str(source), "--model", str(identity_run), "-o", str(out), "--max-new-tokens", str(limit)]) == 0
+        read = lambda path: [json.loads(line) for line in path.read_text().splitlines()]  # noqa: E731
+        return read(out), read(out.with_suffix(".removed.jsonl")), json.loads(out.with_suffix(".stats.json").read_text())
+
+    written, removed, stats = generate(tmp_path / "replay.jsonl", 40)
+    assert written[0]["question"] == "Who are you?" and "Thresh" in written[0]["answer"]
+    assert written[0]["meta"]["source"].endswith("prompts.jsonl:1")
+    assert written[1]["messages"][:3] == dialogue[:3] and written[1]["messages"][3]["content"] not in ("", "y")
+    assert [r["reason"] for r in removed] == ["no_prompt"] and removed[0]["line"] == 3
+    assert stats["in"] == 3 and stats["kept"] == 2 and stats["removed"] == {"no_prompt": 1}
+
+    written, removed, stats = generate(tmp_path / "cut.jsonl", 2)
+    assert written == [] and stats["removed"] == {"no_prompt": 1, "not_stopped": 2}
+    assert {r["detail"]["max_new_tokens"] for r in removed if r["reason"] == "not_stopped"} == {2}
+
+    # --keep-cut: cut answers stay, marked, and SFT trains their words but not an end of turn never produced
+    kept = tmp_path / "kept.jsonl"
+    assert main(["generate", str(source), "--model", str(identity_run), "-o", str(kept), "--max-new-tokens", "2", "--keep-cut"]) == 0
+    rows = [json.loads(line) for line in kept.read_text().splitlines()]
+    assert [row["meta"]["stopped"] for row in rows] == [False, False]
+    tok = AutoTokenizer.from_pretrained(identity_run)
+    examples, _ = load_examples([kept], tok, 256, tmp_path)
+    end = tok.convert_tokens_to_ids("<|im_end|>")
+    trained = [[label for label in example.labels if label != IGNORE] for example in examples]
+    assert end not in trained[0] and trained[0]  # the single answer: its words, no end of turn
+    assert trained[1].count(end) == 1 and trained[1][-1] != end  # the earlier, finished turn keeps its end
+
+
 def test_model_without_template_trains_with_chatml_fallback_and_merges(corpus, sft_file, tmp_path):
     """No chat template and no ChatML tokens: markers are added, trained (LoRA token rows) and kept through merge."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers

@@ -13,7 +13,10 @@ template, including ones that inject a default system prompt. Tokens are
 mapped to characters with the fast tokenizer's offsets. The trained span runs
 from the first character of the answer through the template's end-of-turn
 token (trailing whitespace after it, like ChatML's newline, is not trained):
-that token is what teaches the model to stop.
+that token is what teaches the model to stop. A record whose ``meta.stopped``
+is false holds a last answer cut at a token limit (``thresher generate
+--keep-cut``): its text is trained, its end-of-turn token is not, so the model
+learns the words without learning to stop where the limit happened to fall.
 
 Truncation policy (``--max-len``). Turns are kept whole: a dialogue longer
 than ``max_len`` tokens is cut after the last assistant turn that ends within
@@ -128,9 +131,12 @@ def assistant_spans(tokenizer: Any, messages: list[dict[str, Any]], tools: Any =
 
 
 def tokenize_dialogue(
-    tokenizer: Any, dialogue: Dialogue, max_len: int, system: str | None = None
+    tokenizer: Any, dialogue: Dialogue, max_len: int, system: str | None = None, open_end: bool = False
 ) -> Example | None:
-    """Token ids and labels for ``dialogue``; None when no answer fits in ``max_len`` tokens."""
+    """Token ids and labels for ``dialogue``; None when no answer fits in ``max_len`` tokens.
+
+    ``open_end``: the last answer was cut at a token limit, so its end-of-turn token is not trained.
+    """
     messages = as_template_messages(dialogue, system)
     tools = _json_or_text(dialogue.tools) if dialogue.tools else None
     text, spans = assistant_spans(tokenizer, messages, tools)
@@ -142,19 +148,27 @@ def tokenize_dialogue(
     offsets: list[tuple[int, int]] = encoding["offset_mapping"]
     labels = [IGNORE] * len(ids)
     turn_ends: list[int] = []  # token index just past each assistant turn
-    for span_start, span_end in spans:
+    for index, (span_start, span_end) in enumerate(spans):
         last = None
         for position, (start, end) in enumerate(offsets):
             if end > span_start and start < span_end:
                 labels[position] = ids[position]
                 last = position
         if last is not None:
+            if open_end and index == len(spans) - 1:
+                labels[last] = IGNORE  # its end-of-turn token: never produced, so never trained
             turn_ends.append(last + 1)
     fitting = [end for end in turn_ends if end <= max_len]
     if not fitting:
         return None
     cut = len(ids) if len(ids) <= max_len else fitting[-1]
     return Example(ids[:cut], labels[:cut], truncated=cut < len(ids))
+
+
+def answer_was_cut(data: Any) -> bool:
+    """Whether a row says its last answer was cut at a token limit (``meta.stopped: false``)."""
+    meta = data.get("meta") if isinstance(data, dict) else None
+    return isinstance(meta, dict) and meta.get("stopped") is False
 
 
 _LONGEST_TOKEN: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
@@ -212,7 +226,7 @@ def load_examples(
     examples: list[Example] = []
     with Stage(f"train-{name}", out / f"{name}.removed.jsonl", out / f"{name}.stats.json") as stage:
         for dialogue, row in read_dialogues(paths, stage):
-            example = tokenize_dialogue(tokenizer, dialogue, max_len, system)
+            example = tokenize_dialogue(tokenizer, dialogue, max_len, system, open_end=answer_was_cut(row.data))
             if example is None or example.trained == 0:
                 stage.remove(row, "too_long" if example is None else "no_trainable_tokens", max_len=max_len)
                 continue

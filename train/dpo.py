@@ -30,21 +30,19 @@ import torch.nn.functional as F
 
 from thresher.curate.errors import ThresherError
 from thresher.train.config import DPOConfig
-from thresher.train.data import IGNORE
 from thresher.train.checkpoint import LoopState
 from thresher.train.loop import Artifacts, start_run, train
 from thresher.train.metrics import print_run_summary
 from thresher.train.pairs import PairEncoder, grouped_batches, load_pairs, pair_batch
 from thresher.train.reference import frozen_copy, reference_mode
+from thresher.train.sft import trained_logits
 
 
 def reply_logps(model: Any, batch: dict[str, Any]) -> torch.Tensor:
     """Summed log-probability of each row's labelled (reply) tokens."""
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
-    logits = logits[:, :-1].float()
-    labels = batch["labels"][:, 1:]
-    token_nll = F.cross_entropy(logits.transpose(1, 2), labels, ignore_index=IGNORE, reduction="none")
-    return -token_nll.sum(-1)
+    logits, targets, rows = trained_logits(model, batch)
+    token_logps = -F.cross_entropy(logits, targets, reduction="none")
+    return token_logps.new_zeros(len(batch["labels"])).index_add(0, rows, token_logps)
 
 
 class DPOObjective:

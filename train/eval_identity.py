@@ -112,13 +112,17 @@ def summarize(probes: list[Probe]) -> dict[str, Any]:
         for reason in probe.reasons:
             if reason.startswith("claims_competitor:"):
                 claims[reason.split(":", 1)[1]] += 1
-    parrots = [p for p in general if "names_itself" in p.reasons]
+
+    def parroted(group: list[Probe]) -> dict[str, Any]:
+        hits = sum("names_itself" in p.reasons for p in group)
+        return {"n": len(group), "parroted": hits, "rate": round(hits / len(group), 4) if group else None}
+
     return {
         "identity": {**rate(identity), "by_lang": {k: rate(v) for k, v in sorted(by["lang"].items())},
                      "by_category": {k: rate(v) for k, v in sorted(by["category"].items())}},
         "competitor_claims": {"total": sum(claims.values()), "by_competitor": dict(claims)},
-        "parrot": {"n": len(general), "parroted": len(parrots),
-                   "rate": round(len(parrots) / len(general), 4) if general else None},
+        "parrot": {**parroted(general),
+                   "by_lang": {lang: parroted([p for p in general if p.lang == lang]) for lang in sorted({p.lang for p in general})}},
         "unstopped": sum(not p.stopped for p in probes),
     }
 
@@ -139,13 +143,21 @@ def headline(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """
     def identity_rows(part: dict[str, Any]) -> dict[str, Any]:
         competitor = [a for a in part["answers"] if a["kind"] == "identity" and a["category"] == "competitor"]
-        denied = [a for a in competitor if not any(r.startswith("claims_competitor:") for r in a["reasons"])]
+
+        def denied_rate(lang: str | None = None) -> float | None:
+            """Competitor probes answered with an explicit denial and no claim ("No, I am not ChatGPT")."""
+            asked = [a for a in competitor if lang is None or a["lang"] == lang]
+            denied = [a for a in asked if not any(r == "no_denial" or r.startswith("claims_competitor:") for r in a["reasons"])]
+            return round(len(denied) / len(asked), 4) if asked else None
+
         return {
             "identity_pass_rate": part["identity"]["rate"],
             **{f"identity_pass_rate_{lang}": v["rate"] for lang, v in part["identity"]["by_lang"].items()},
-            "competitor_denied_rate": round(len(denied) / len(competitor), 4) if competitor else None,
+            "competitor_denied_rate": denied_rate(),
+            **{f"competitor_denied_rate_{lang}": denied_rate(lang) for lang in sorted({a["lang"] for a in competitor})},
             "competitor_claims": part["competitor_claims"]["total"],
             "parrot_rate": part["parrot"]["rate"],
+            **{f"parrot_rate_{lang}": v["rate"] for lang, v in part["parrot"].get("by_lang", {}).items()},
             "unstopped": part["unstopped"],
         }
 

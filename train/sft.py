@@ -31,6 +31,30 @@ from thresher.train.template import apply_template
 RUN_INFO = "thresher_run.json"
 
 
+def trained_logits(model: Any, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(logits, targets, rows) at the labelled positions only: one row per trained token, in batch order.
+
+    Most positions (prompts, system prompts, padding) carry no label, and the
+    vocabulary projection is a large share of a small model's compute (a
+    fifth of SmolLM2-135M's weights), so the boolean ``logits_to_keep`` mask
+    (transformers >= 5) projects only the positions whose next token is
+    trained. A model that ignores the argument returns every position, and
+    the same mask then picks the same rows. ``rows`` is each token's batch row.
+    """
+    labels = batch["labels"]
+    keep = torch.zeros_like(labels, dtype=torch.bool)
+    keep[:, :-1] = labels[:, 1:] != IGNORE  # position p predicts token p + 1
+    output = model(
+        input_ids=batch["input_ids"],
+        attention_mask=batch.get("attention_mask"),
+        position_ids=batch.get("position_ids"),
+        use_cache=False,
+        logits_to_keep=keep,
+    )
+    logits = output.logits if output.logits.dim() == 2 else output.logits[keep]
+    return logits.float(), labels[:, 1:][keep[:, :-1]], keep.nonzero(as_tuple=True)[0]
+
+
 class SFTObjective:
     """Next-token cross-entropy on labelled (assistant) tokens; metric: token accuracy."""
 
@@ -40,18 +64,9 @@ class SFTObjective:
         return int((batch["labels"][:, 1:] != IGNORE).sum())
 
     def loss(self, model: Any, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        output = model(
-            input_ids=batch["input_ids"],
-            attention_mask=batch.get("attention_mask"),
-            position_ids=batch.get("position_ids"),
-            use_cache=False,
-        )
-        logits = output.logits[:, :-1].float()
-        labels = batch["labels"][:, 1:]
-        loss_sum = F.cross_entropy(
-            logits.reshape(-1, logits.size(-1)), labels.reshape(-1), ignore_index=IGNORE, reduction="sum"
-        )
-        correct = ((logits.argmax(-1) == labels) & (labels != IGNORE)).sum()
+        logits, targets, _ = trained_logits(model, batch)
+        loss_sum = F.cross_entropy(logits, targets, reduction="sum")
+        correct = (logits.argmax(-1) == targets).sum()
         return loss_sum, {"accuracy": correct}
 
     def finalize(self, means: dict[str, float]) -> dict[str, float]:
