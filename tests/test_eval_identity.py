@@ -41,7 +41,8 @@ def test_scoring_hand_written_answers_in_both_languages():
     assert summary["identity"]["by_lang"]["zh"] == {"n": 3, "passed": 1, "rate": 0.3333}
     assert summary["identity"]["by_category"]["competitor"]["passed"] == 1
     assert summary["competitor_claims"] == {"total": 1, "by_competitor": {"ChatGPT": 1}}
-    assert summary["parrot"] == {"n": 3, "parroted": 2, "rate": 0.6667}
+    assert summary["parrot"] == {"n": 3, "parroted": 2, "rate": 0.6667, "by_lang": {
+        "en": {"n": 1, "parroted": 1, "rate": 1.0}, "zh": {"n": 2, "parroted": 1, "rate": 0.5}}}
 
 
 def test_shipped_probes_are_held_out_and_user_files_load(tmp_path):
@@ -81,13 +82,16 @@ def test_self_cognition_recipe_end_to_end_then_skips_and_reruns_from(tiny_base, 
     run_dir = tmp_path / "run"
     args = ["run", str(EXAMPLES / "self_cognition.yaml"), "--out", str(run_dir), "--set", f"model={tiny_base}",
             "--set", "count=40", "--set", "method=full", "--set", "max_steps=4", "--set", "max_new_tokens=6",
+            # a random model's replay answers are noise: the sample's own answers, no merge, as `demo --tiny`
+            "--set", "replay=false", "--set", "general_answers=@general_pick", "--set", "general_rate=1",
+            "--set", "merge=false", "--set", "eval_model=@train", "--set", "general_eval=false",
             "--set", "grpo=true", "--set", "grpo_steps=2", "--set", "grpo_rollouts=8"]
     assert main(args) == 0
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert list(manifest["stages"]) == [
-        "identity", "identity_dedup", "identity_clean", "general_clean", "mixed", "splits", "train", "eval",
-        "grpo", "grpo_eval",
-    ]
+        "identity", "identity_dedup", "identity_clean", "general_pick", "general_clean", "mixed", "splits", "train",
+        "eval", "grpo", "grpo_eval",
+    ]  # replay and merge are off
     grpo = manifest["stages"]["grpo"]
     assert "--reward" in grpo["command"] and "identity" in grpo["command"]
     assert grpo["counts"]["results"]["step"] == 2 and "reward" in grpo["counts"]["results"]
@@ -105,10 +109,10 @@ def test_self_cognition_recipe_end_to_end_then_skips_and_reruns_from(tiny_base, 
         "identity_pass_rate", "parrot_rate", "base_identity_pass_rate", "base_parrot_rate"}
     capsys.readouterr()
     assert main(args) == 0
-    assert capsys.readouterr().out.count("skipped") == 10
+    assert capsys.readouterr().out.count("skipped") == 11
     assert main([*args, "--from", "grpo_eval"]) == 0
     out = capsys.readouterr().out
-    assert out.count("skipped") == 9 and "thresher eval identity" in out
+    assert out.count("skipped") == 10 and "thresher eval identity" in out
     assert main(args[:-6]) == 0  # GRPO off (the default): its stages are shown as off and not run
     out = capsys.readouterr().out
-    assert out.count("skipped") == 8 and out.count(" off ") == 2
+    assert out.count("skipped") == 9 and out.count(" off ") == 4
