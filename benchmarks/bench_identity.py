@@ -135,8 +135,9 @@ def train_trl(s: dict[str, Any], out: Path) -> dict[str, Any]:
         return batch
 
     trainer.data_collator = counting
-    # assistant tokens TRL trains on (each predicted from the one before it, so the first never counts)
-    in_data = sum(sum(mask[1:]) for mask in trainer.train_dataset["assistant_masks"])
+    # assistant tokens TRL trains on (each predicted from the one before it, so the first never counts); TRL
+    # folds the assistant mask into a labels column (-100 elsewhere) while it prepares the dataset
+    in_data = sum(sum(label != -100 for label in labels[1:]) for labels in trainer.train_dataset["labels"])
     wall, cpu = time.perf_counter(), time.process_time()
     result = trainer.train()
     timing = {"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu}
