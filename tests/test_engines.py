@@ -175,13 +175,14 @@ def test_stats_and_convert_on_workers_equal_one_process(tmp_path, small_pieces):
 ])
 def test_partitioned_dedup_keeps_what_one_machine_keeps(tmp_path, small_pieces, options):
     """Ray's task graph (key shuffle, band-key shuffle, label propagation, decide per component), run
-    in this process over three partitions, against the one-machine index."""
+    in this process over three partitions, against the one-machine index (its passes and its last pass,
+    the writes, on two processes)."""
     inputs, against = planted(tmp_path)
     options = {**options, "against": [str(against)] if options.get("against") else []}
     results = []
     for name, engine in (("local", None), ("partitioned", Serial(3))):
         out = tmp_path / f"{name}.jsonl"
-        stats = dedup([str(p) for p in inputs], str(out), engine=engine, **options)
+        stats = dedup([str(p) for p in inputs], str(out), engine=engine, workers=2, **options)
         results.append((out.read_bytes(), (tmp_path / f"{name}.removed.jsonl").read_bytes(), decided(stats)))
     assert results[0] == results[1]
     stats = results[0][2]
@@ -191,7 +192,7 @@ def test_partitioned_dedup_keeps_what_one_machine_keeps(tmp_path, small_pieces, 
 
 def test_partitioned_dedup_writes_the_same_parts(tmp_path, small_pieces):
     inputs, _ = planted(tmp_path)
-    local_stats = dedup([str(p) for p in inputs], f"{tmp_path}/local/", threshold=0.7)
+    local_stats = dedup([str(p) for p in inputs], f"{tmp_path}/local/", threshold=0.7, workers=2)
     parts_stats = dedup([str(p) for p in inputs], f"{tmp_path}/partitioned/", threshold=0.7, engine=Serial(2))
     assert decided(local_stats) == decided(parts_stats) and local_stats["parts"] > 3
     for name in ("", ".removed"):

@@ -1,12 +1,11 @@
 """The one-machine dedup: one index of every record's features in this process, passes on ``--workers``.
 
-Pass 1 turns every row into its exact key, a few numbers and a MinHash
-signature (in batches, on worker processes); ``clusters.find_duplicates``
+Pass 1 turns every row into its exact key, content id, a few numbers and a
+MinHash signature (in batches, on worker processes); ``clusters.find_duplicates``
 decides on the whole index at once; the verify pass recomputes the shingle
-sets of the candidate records only; with ``--keep longest|score`` or
-``--against`` a lookup pass computes the ids of survivors read after one of
-their duplicates; the last pass writes every record, piece by piece, to the
-output or to the removed file. Only per-record numbers and signatures stay in
+sets of the candidate records only; the last pass hands each piece the fate of
+its removed rows and writes it on a worker (``partitioned.write_piece``, the
+same function the Ray engine's last map runs), so the output is the same. Only per-record numbers and signatures stay in
 memory (about 0.6 GB per million records); past one machine's memory,
 ``distributed.py`` partitions the same decision over a Ray cluster.
 """
@@ -14,18 +13,22 @@ memory (about 0.6 GB per million records); past one machine's memory,
 from __future__ import annotations
 
 import time
+from collections import Counter
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from thresher.curate.dedup import clusters
-from thresher.curate.dedup.passes import Features, Sources, Workers, batches, features, record_ids, route
-from thresher.curate.errors import ThresherError
-from thresher.curate.io.shards import read_piece
-from thresher.curate.stage import PieceStage
+from thresher.curate.dedup.partitioned import Context, Table, take, write_piece
+from thresher.curate.dedup.passes import Features, Sources, Workers, batches, features
+from thresher.curate.engines.local import LocalEngine, ProcessPool
 
 if TYPE_CHECKING:
     from thresher.curate.dedup.command import Run
+    from thresher.curate.io.parts import Parts
+    from thresher.curate.io.shards import Piece
+    from thresher.curate.stage import PieceResult
 
 
 def dedup_local(run: Run, workers: int) -> dict[str, Any]:
@@ -72,46 +75,76 @@ def dedup_local(run: Run, workers: int) -> dict[str, Any]:
         survivor[valid[hit]] = valid[verdict.survivor[hit]]
         kind[valid] = verdict.kind
         similarity[valid] = verdict.similarity
-        # Survivors' ids: those read after one of their duplicates (--keep longest/score, --against)
-        # are looked up now; the rest are computed when the last pass reaches them.
-        ahead = survivor > np.arange(total)
-        ids = _lookup(np.unique(survivor[ahead]), record_ids, sources, pool)
         phases["clusters"] = time.perf_counter() - start - phases["features"] - phases["verify"]
     finally:
         pool.close()
 
-    # Last pass: every input record to the output or to the removed file, piece by piece.
+    # Last pass: each input piece's rows to the output or to the removed file, on the workers.
     write_start = time.perf_counter()
-    is_survivor = np.zeros(total, dtype=bool)
-    is_survivor[survivor[survivor >= 0]] = True
+    ctx = Context(settings, run.threshold, 1, use_verify, run.input_pieces, tuple(p.path for p in run.pieces))
+    jobs = _piece_fates(run, sources, feats, survivor, kind, similarity)
     with stage, run.writer() as writer:
-        index = 0
-        for piece in run.pieces[: run.input_pieces]:
-            with PieceStage("dedup", piece, run.parts) as out:
-                for row in read_piece(piece):
-                    out.seen()
-                    if is_survivor[index] and index not in ids:
-                        ids[index] = record_ids([row.data])[0]
-                    duplicate = None
-                    if feats.valid[index] and survivor[index] >= 0:
-                        target = int(survivor[index])
-                        duplicate = (ids[target], sources.where(target), clusters.KIND_NAMES[int(kind[index])],
-                                     float(similarity[index]))
-                    route(out, row, None if feats.valid[index] else feats.errors[index], duplicate)
-                    index += 1
-            stage.absorb(out.result, writer)
-        if stage.records_in != n_in:
-            raise ThresherError("the inputs changed while dedup was reading them; run it again")
+        for result in _write_pieces(ctx, jobs, run, workers):
+            stage.absorb(result, writer)
         phases["write"] = time.perf_counter() - write_start
-        lost = survivor[:n_in] >= 0
-        removed_kind = np.bincount(kind[:n_in][lost], minlength=3)
-        duplicates = {"exact": int(removed_kind[clusters.EXACT]), "near": int(removed_kind[clusters.NEAR]),
-                      "against": int((survivor[:n_in][lost] >= n_in).sum())}
-        run.finish(stage, start, phases, duplicates=duplicates, against_records=total - n_in,
-                   candidate_pairs=verdict.candidate_pairs, clusters=verdict.clusters, verify=use_verify,
-                   engine="local", workers=pool.processes, worker_memory=None)
+        found = stage.extra.pop("duplicates", Counter())
+        run.finish(stage, start, phases, duplicates={name: found[name] for name in ("exact", "near", "against")},
+                   against_records=total - n_in, candidate_pairs=verdict.candidate_pairs,
+                   clusters=verdict.clusters, verify=use_verify, engine="local", workers=pool.processes,
+                   worker_memory=None)
         result = stage.stats()
     return result
+
+
+def _piece_fates(run: Run, sources: Sources, feats: Features, survivor: np.ndarray, kind: np.ndarray,
+                 similarity: np.ndarray) -> list[tuple[Piece, dict[str, Any], Table]]:
+    """For each input piece, its row count, its unreadable rows and the fate of its removed rows (as the
+    partitioned dedup hands them to ``write_piece``: uids, the survivor's uid, id and line, kind, similarity)."""
+    starts = np.concatenate([[0], np.cumsum(np.frombuffer(sources.piece_rows, dtype=np.int64))])
+    n_in = sources.input_records
+    lost = np.flatnonzero(survivor[:n_in] >= 0)
+    target = survivor[lost]
+
+    def uid(index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        piece = np.searchsorted(starts, index, side="right") - 1
+        return piece, (piece.astype(np.int64) << 32) + (index - starts[piece])
+
+    piece, lost_uid = uid(lost)
+    fates: Table = {"uid": lost_uid, "survivor": uid(target)[1], "kind": kind[lost], "sim": similarity[lost],
+                    "rid": feats.ids[target], "line": np.frombuffer(sources.line, dtype=np.int64)[target]}
+    bounds = np.searchsorted(piece, np.arange(run.input_pieces + 1))
+    errors: list[dict[int, tuple[str, str]]] = [{} for _ in range(run.input_pieces)]
+    for index, error in feats.errors.items():
+        if index < n_in:
+            at = int(np.searchsorted(starts, index, side="right") - 1)
+            errors[at][index - int(starts[at])] = error
+    return [(p, {"rows": int(starts[i + 1] - starts[i]), "errors": errors[i]},
+             take(fates, np.arange(bounds[i], bounds[i + 1]))) for i, p in enumerate(run.pieces[: run.input_pieces])]
+
+
+_CONTEXT: Context | None = None
+
+
+def _init_writer(ctx: Context) -> None:
+    global _CONTEXT
+    _CONTEXT = ctx
+
+
+def _write_one(job: tuple[Piece, Parts | None, dict[str, Any], Table]) -> PieceResult:
+    assert _CONTEXT is not None, "_init_writer first"
+    return write_piece(_CONTEXT, *job)
+
+
+def _write_pieces(ctx: Context, jobs: list[tuple[Piece, dict[str, Any], Table]], run: Run,
+                  workers: int) -> Iterator[PieceResult]:
+    """``write_piece`` for every piece, in order: on ``workers`` processes when the input is worth a pool."""
+    _init_writer(ctx)
+    pieces = [piece for piece, _, _ in jobs]
+    pool = ProcessPool(min(workers, len(jobs)) if LocalEngine(workers).parallel(pieces) else 1, _init_writer, (ctx,))
+    try:
+        yield from pool.map(_write_one, ((piece, run.parts, info, fates) for piece, info, fates in jobs))
+    finally:
+        pool.close()
 
 
 def _lookup(indices: np.ndarray, fn: Any, sources: Sources, pool: Workers) -> dict[int, Any]:

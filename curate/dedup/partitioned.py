@@ -104,7 +104,7 @@ def piece_features(ctx: Context, piece: Piece) -> list[Any]:
     """Features of every valid row of one piece, split by exact key; last, the piece's rows and errors."""
     init_worker(ctx.settings)
     rows = list(read_piece(piece))
-    feats = features([row.data for row in rows], with_ids=True)
+    feats = features([row.data for row in rows])
     local = np.flatnonzero(feats.valid)
     table: Table = {
         "uid": (np.int64(piece.index) << 32) + local,
@@ -114,7 +114,7 @@ def piece_features(ctx: Context, piece: Piece) -> list[Any]:
         "length": feats.length[local],
         "score": feats.score[local],
         "line": np.array([rows[i].line for i in local], dtype=np.int64),
-        "rid": feats.ids[local],  # type: ignore[index]
+        "rid": feats.ids[local],
     }
     if ctx.near:
         table["sig"] = feats.sigs[local]  # type: ignore[index]

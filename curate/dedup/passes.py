@@ -4,7 +4,7 @@ Pass 1 turns every row into a few numbers (valid, exact key, length, keep
 score) and a MinHash signature, in batches of ``BATCH`` rows on ``--workers``
 processes; only these arrays stay in memory, never the records. Later passes
 re-read the files (``Sources.scan``) and recompute what they need for the few
-records that need it (shingle sets of candidate pairs, ids of survivors).
+records that need it (shingle sets of candidate pairs).
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ class Features:
     shingled: np.ndarray
     sigs: np.ndarray | None
     errors: dict[int, tuple[str, str]] = field(default_factory=dict)
-    ids: np.ndarray | None = None  # uint64 content ids (``with_ids``), 0 for invalid rows
+    ids: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.uint64))  # content ids, 0 if invalid
 
     @classmethod
     def concat(cls, parts: list[Features], num_perm: int, exact_only: bool) -> Features:
@@ -111,6 +111,7 @@ class Features:
               for name in ("valid", "key", "length", "score", "shingled")),
             None if exact_only else np.concatenate([p.sigs for p in parts]),  # type: ignore[misc]
             errors,
+            np.concatenate([p.ids for p in parts]),
         )
 
 
@@ -146,9 +147,9 @@ def _texts(rows: list[dict[str, Any] | None], settings: Settings) -> tuple[list[
     return texts, outcomes
 
 
-def features(rows: list[dict[str, Any] | None], with_ids: bool = False) -> Features:
-    """Worker: exact key, length, score and signature of each row (and its content id: the partitioned
-    dedup carries every survivor's id with it, where the one-machine dedup looks up the few it needs)."""
+def features(rows: list[dict[str, Any] | None]) -> Features:
+    """Worker: exact key, length, score, signature and content id of each row (a removed record names its
+    survivor by id, and computing every id here, on the workers, lets each piece be written anywhere)."""
     settings, shingler = _SETTINGS, _SHINGLER
     assert settings is not None and shingler is not None, "init_worker first"
     texts, outcomes = _texts(rows, settings)
@@ -167,21 +168,12 @@ def features(rows: list[dict[str, Any] | None], with_ids: bool = False) -> Featu
         length[i] = len(text)
         if settings.keep.name == "score":
             score[i] = settings.keep.score(data)  # type: ignore[arg-type]
-    ids = None
-    if with_ids:
-        ids = np.array([int(o.id, 16) if t is not None else 0 for t, o in zip(texts, outcomes)], dtype=np.uint64)
+    ids = np.array([int(o.id, 16) if t is not None else 0 for t, o in zip(texts, outcomes)], dtype=np.uint64)
     if settings.exact_only:
         return Features(valid, key, length, score, np.zeros(n, dtype=bool), None, errors, ids)
     values, counts = shingler.hashes(folded, folded=True)
     sigs = minhash.signatures(values, counts, settings.num_perm)
     return Features(valid, key, length, score, counts > 0, sigs, errors, ids)
-
-
-def record_ids(rows: list[dict[str, Any] | None]) -> list[str]:
-    """Worker: the content id of each row's record (only survivors need one, so it is computed late)."""
-    from thresher.curate.io.formats import to_record
-
-    return [to_record(data, context={"allow_placeholders": True}).id for data in rows]  # type: ignore[arg-type]
 
 
 def shingle_sets(rows: list[dict[str, Any] | None]) -> list[np.ndarray]:
@@ -222,7 +214,11 @@ class Sources:
     pieces: list[Piece]
     file: array = field(default_factory=lambda: array("i"))
     line: array = field(default_factory=lambda: array("q"))
+    piece_rows: array = field(default_factory=lambda: array("q"))  # rows read from each piece
     input_records: int = 0
+
+    def __post_init__(self) -> None:
+        self.piece_rows.extend([0] * len(self.pieces))
 
     def scan(self, files: range) -> Iterator[tuple[int, Piece, Row]]:
         """(global index, piece, row) for every row of ``paths[files]``, in order."""
@@ -240,12 +236,13 @@ class Sources:
 def batches(
     rows: Iterator[tuple[int, Piece, Row]], record: Sources | None = None
 ) -> Iterator[list[dict[str, Any] | None]]:
-    """Batches of raw rows; ``record`` remembers each row's file and line on the way."""
+    """Batches of raw rows; ``record`` remembers each row's file and line, and counts each piece's rows."""
     batch: list[dict[str, Any] | None] = []
     for _, piece, row in rows:
         if record is not None:
             record.file.append(piece.file)
             record.line.append(row.line)
+            record.piece_rows[piece.index] += 1
         batch.append(row.data)
         if len(batch) == BATCH:
             yield batch
