@@ -14,28 +14,27 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from thresher.curate.dedup import clusters
-from thresher.curate.dedup.partitioned import Context, Table, take, write_piece
-from thresher.curate.dedup.passes import Features, Sources, Workers, batches, features
-from thresher.curate.engines.local import LocalEngine, ProcessPool
+from thresher.curate.dedup.partitioned import Context, Table, take
+from thresher.curate.dedup.passes import Features, Sources, Workers, batches, features, write
+from thresher.curate.engines.local import LocalEngine
 
 if TYPE_CHECKING:
     from thresher.curate.dedup.command import Run
-    from thresher.curate.io.parts import Parts
     from thresher.curate.io.shards import Piece
-    from thresher.curate.stage import PieceResult
 
 
 def dedup_local(run: Run, workers: int) -> dict[str, Any]:
     """Deduplicate ``run`` on this machine with ``workers`` processes; returns the stats (also written)."""
     settings = run.settings
     sources = Sources(run.paths, run.pieces)
-    pool = Workers(settings, max(1, workers))
+    # What the last pass's workers need (``verify`` is the passes' business, decided after pass 1).
+    ctx = Context(settings, run.threshold, 1, False, run.input_pieces, tuple(p.path for p in run.pieces))
+    pool = Workers(settings, max(1, workers), ctx)
     start = time.perf_counter()
     stage = run.stage()  # its clock starts now, so "seconds" covers every pass
     try:
@@ -76,24 +75,24 @@ def dedup_local(run: Run, workers: int) -> dict[str, Any]:
         kind[valid] = verdict.kind
         similarity[valid] = verdict.similarity
         phases["clusters"] = time.perf_counter() - start - phases["features"] - phases["verify"]
+
+        # Last pass: each input piece's rows to the output or to the removed file, on the workers.
+        write_start = time.perf_counter()
+        jobs = _piece_fates(run, sources, feats, survivor, kind, similarity)
+        parallel = LocalEngine(workers).parallel([piece for piece, _, _ in jobs])
+        with stage, run.writer() as writer:
+            for result in pool.map(write, ((piece, run.parts, info, fates) for piece, info, fates in jobs),
+                                   worth=lambda job: parallel):
+                stage.absorb(result, writer)
+            phases["write"] = time.perf_counter() - write_start
+            found = stage.extra.pop("duplicates", Counter())
+            run.finish(stage, start, phases, duplicates={name: found[name] for name in ("exact", "near", "against")},
+                       against_records=total - n_in, candidate_pairs=verdict.candidate_pairs,
+                       clusters=verdict.clusters, verify=use_verify, engine="local", workers=pool.processes,
+                       worker_memory=None)
+            return stage.stats()
     finally:
         pool.close()
-
-    # Last pass: each input piece's rows to the output or to the removed file, on the workers.
-    write_start = time.perf_counter()
-    ctx = Context(settings, run.threshold, 1, use_verify, run.input_pieces, tuple(p.path for p in run.pieces))
-    jobs = _piece_fates(run, sources, feats, survivor, kind, similarity)
-    with stage, run.writer() as writer:
-        for result in _write_pieces(ctx, jobs, run, workers):
-            stage.absorb(result, writer)
-        phases["write"] = time.perf_counter() - write_start
-        found = stage.extra.pop("duplicates", Counter())
-        run.finish(stage, start, phases, duplicates={name: found[name] for name in ("exact", "near", "against")},
-                   against_records=total - n_in, candidate_pairs=verdict.candidate_pairs,
-                   clusters=verdict.clusters, verify=use_verify, engine="local", workers=pool.processes,
-                   worker_memory=None)
-        result = stage.stats()
-    return result
 
 
 def _piece_fates(run: Run, sources: Sources, feats: Features, survivor: np.ndarray, kind: np.ndarray,
@@ -120,31 +119,6 @@ def _piece_fates(run: Run, sources: Sources, feats: Features, survivor: np.ndarr
             errors[at][index - int(starts[at])] = error
     return [(p, {"rows": int(starts[i + 1] - starts[i]), "errors": errors[i]},
              take(fates, np.arange(bounds[i], bounds[i + 1]))) for i, p in enumerate(run.pieces[: run.input_pieces])]
-
-
-_CONTEXT: Context | None = None
-
-
-def _init_writer(ctx: Context) -> None:
-    global _CONTEXT
-    _CONTEXT = ctx
-
-
-def _write_one(job: tuple[Piece, Parts | None, dict[str, Any], Table]) -> PieceResult:
-    assert _CONTEXT is not None, "_init_writer first"
-    return write_piece(_CONTEXT, *job)
-
-
-def _write_pieces(ctx: Context, jobs: list[tuple[Piece, dict[str, Any], Table]], run: Run,
-                  workers: int) -> Iterator[PieceResult]:
-    """``write_piece`` for every piece, in order: on ``workers`` processes when the input is worth a pool."""
-    _init_writer(ctx)
-    pieces = [piece for piece, _, _ in jobs]
-    pool = ProcessPool(min(workers, len(jobs)) if LocalEngine(workers).parallel(pieces) else 1, _init_writer, (ctx,))
-    try:
-        yield from pool.map(_write_one, ((piece, run.parts, info, fates) for piece, info, fates in jobs))
-    finally:
-        pool.close()
 
 
 def _lookup(indices: np.ndarray, fn: Any, sources: Sources, pool: Workers) -> dict[int, Any]:

@@ -24,7 +24,9 @@ from thresher.curate.io.readers import Row
 from thresher.curate.io.shards import Piece, read_piece
 
 if TYPE_CHECKING:
-    from thresher.curate.stage import PieceStage
+    from thresher.curate.dedup.partitioned import Context
+    from thresher.curate.io.parts import Parts
+    from thresher.curate.stage import PieceResult, PieceStage
 
 #: Records per batch sent to a worker: large enough to amortise numpy's per-call cost.
 BATCH = 1024
@@ -117,13 +119,16 @@ class Features:
 
 _SETTINGS: Settings | None = None
 _SHINGLER: Shingler | None = None
+_CONTEXT: Context | None = None
 
 
-def init_worker(settings: Settings) -> None:
-    """Set this process up for ``settings`` (a pool initializer, and the first call in a Ray task)."""
-    global _SETTINGS, _SHINGLER
+def init_worker(settings: Settings, context: Context | None = None) -> None:
+    """Set this process up for ``settings`` (a pool initializer, and the first call in a Ray task);
+    ``context``: the run, which the one-machine dedup's last pass (``write``) needs."""
+    global _SETTINGS, _SHINGLER, _CONTEXT
     if settings != _SETTINGS:
         _SETTINGS, _SHINGLER = settings, Shingler.with_ngram(settings.ngram)
+    _CONTEXT = context
 
 
 def _texts(rows: list[dict[str, Any] | None], settings: Settings) -> tuple[list[str | None], list[Any]]:
@@ -176,6 +181,14 @@ def features(rows: list[dict[str, Any] | None]) -> Features:
     return Features(valid, key, length, score, counts > 0, sigs, errors, ids)
 
 
+def write(job: tuple[Piece, Parts | None, dict[str, Any], dict[str, np.ndarray]]) -> PieceResult:
+    """Worker: the last pass over one piece (``partitioned.write_piece``, as the Ray engine runs it)."""
+    from thresher.curate.dedup.partitioned import write_piece
+
+    assert _CONTEXT is not None, "init_worker with the run's context first"
+    return write_piece(_CONTEXT, *job)
+
+
 def shingle_sets(rows: list[dict[str, Any] | None]) -> list[np.ndarray]:
     """Worker: the sorted distinct shingle hashes of each row (for exact Jaccard)."""
     assert _SETTINGS is not None and _SHINGLER is not None, "init_worker first"
@@ -186,14 +199,15 @@ def shingle_sets(rows: list[dict[str, Any] | None]) -> list[np.ndarray]:
 class Workers:
     """The passes' process pool (bounded, in order); inline until a full batch shows the input is worth it."""
 
-    def __init__(self, settings: Settings, processes: int) -> None:
+    def __init__(self, settings: Settings, processes: int, context: Context | None = None) -> None:
         self.settings = settings
         self.processes = processes
-        init_worker(settings)
-        self._pool = ProcessPool(processes, init_worker, (settings,))
+        init_worker(settings, context)
+        # Started at the first batch worth it, while this process holds no index yet: the workers stay small.
+        self._pool = ProcessPool(processes, init_worker, (settings, context))
 
-    def map(self, fn: Any, batches: Iterator[list[Any]]) -> Iterator[Any]:
-        return self._pool.map(fn, batches, worth=lambda batch: len(batch) >= BATCH)
+    def map(self, fn: Any, items: Iterator[Any], worth: Any = lambda batch: len(batch) >= BATCH) -> Iterator[Any]:
+        return self._pool.map(fn, items, worth=worth)
 
     def close(self) -> None:
         self._pool.close()
