@@ -322,6 +322,17 @@ def test_workers_give_the_same_result_as_one_process(tmp_path, monkeypatch):
     assert sum(r["detail"]["kind"] == "exact" for r in removed) >= 240
 
 
+def test_the_workers_memory_is_reported(tmp_path, thresher):
+    """In a fresh process, so the only child processes are dedup's own: none with one worker."""
+    rows = [{"text": f"document {i} " + " ".join(f"w{(i * 7 + j) % 997}" for j in range(12))} for i in range(2500)]
+    source = write_jsonl(tmp_path / "in.jsonl", rows)
+    for workers in (1, 2):
+        out = tmp_path / f"out{workers}.jsonl"
+        thresher("dedup", source, "-o", out, "--workers", workers, check=True)
+        memory = json.loads((tmp_path / f"out{workers}.stats.json").read_text())["peak_memory_mb"]
+        assert memory["main"] > 0 and (memory["workers"] > 0) == (workers > 1), memory
+
+
 def test_against_removes_contamination_without_deduplicating_the_reference(tmp_path, thresher):
     eval_rows = [
         {"instruction": ZH[0], "output": "答案一"},

@@ -85,6 +85,7 @@ def dedup_local(run: Run, workers: int) -> dict[str, Any]:
                                    worth=lambda job: parallel):
                 stage.absorb(result, writer)
             phases["write"] = time.perf_counter() - write_start
+            pool.close()  # the workers' peak memory is known once they have ended
             found = stage.extra.pop("duplicates", Counter())
             run.finish(stage, start, phases, duplicates={name: found[name] for name in ("exact", "near", "against")},
                        against_records=total - n_in, candidate_pairs=verdict.candidate_pairs,
