@@ -1,8 +1,8 @@
 """``thresher dedup --engine ray``: the one-machine decision, partitioned over a Ray cluster.
 
 The one-machine dedup keeps one index of every record's signature in one
-process: about 0.6 GB per million records, so a hundred million need a
-machine with 60+ GB and one core for the decision. Here nothing holds the
+process: 2.3 GB at its peak for a million records (``bench_scale.py``), so a
+hundred million need a machine with 200+ GB and one core for the decision. Here nothing holds the
 corpus. The standard scalable MinHash LSH, as NeMo-Curator, data-juicer and
 datatrove run it, as a graph of Ray tasks over numpy partitions
 (``partitioned.py`` holds the tasks):

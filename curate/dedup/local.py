@@ -5,8 +5,9 @@ MinHash signature (in batches, on worker processes); ``clusters.find_duplicates`
 decides on the whole index at once; the verify pass recomputes the shingle
 sets of the candidate records only; the last pass hands each piece the fate of
 its removed rows and writes it on a worker (``partitioned.write_piece``, the
-same function the Ray engine's last map runs), so the output is the same. Only per-record numbers and signatures stay in
-memory (about 0.6 GB per million records); past one machine's memory,
+same function the Ray engine's last map runs), so the output is the same.
+Only per-record numbers and signatures stay in memory (2.3 GB at the peak for
+a million records); past one machine's memory,
 ``distributed.py`` partitions the same decision over a Ray cluster.
 """
 
