@@ -2,8 +2,8 @@
 
 The one-machine dedup keeps one index of every record's signature in one
 process: 2.3 GB at its peak for a million records (``bench_scale.py``), so a
-hundred million need a machine with 200+ GB and one core for the decision. Here nothing holds the
-corpus. The standard scalable MinHash LSH, as NeMo-Curator, data-juicer and
+hundred million need a machine with 200+ GB and one core for the decision.
+Here nothing holds the corpus. The standard scalable MinHash LSH, as NeMo-Curator, data-juicer and
 datatrove run it, as a graph of Ray tasks over numpy partitions
 (``partitioned.py`` holds the tasks):
 

@@ -7,8 +7,8 @@ sets of the candidate records only; the last pass hands each piece the fate of
 its removed rows and writes it on a worker (``partitioned.write_piece``, the
 same function the Ray engine's last map runs), so the output is the same.
 Only per-record numbers and signatures stay in memory (2.3 GB at the peak for
-a million records); past one machine's memory,
-``distributed.py`` partitions the same decision over a Ray cluster.
+a million records); past one machine's memory, ``distributed.py`` partitions
+the same decision over a Ray cluster.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 def dedup_local(run: Run, workers: int) -> dict[str, Any]:
     """Deduplicate ``run`` on this machine with ``workers`` processes; returns the stats (also written)."""
     settings = run.settings
-    sources = Sources(run.paths, run.pieces)
+    sources = Sources(run.pieces)
     # What the last pass's workers need (``verify`` is the passes' business, decided after pass 1).
     ctx = Context(settings, run.threshold, 1, False, run.input_pieces, tuple(p.path for p in run.pieces))
     pool = Workers(settings, max(1, workers), ctx)

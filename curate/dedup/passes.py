@@ -218,13 +218,13 @@ class Workers:
 
 @dataclass
 class Sources:
-    """The files of one run, input files first, then ``--against`` files; global indices span both.
+    """The pieces of one run's files, input files first, then ``--against`` files; global indices span both.
 
-    Files are read piece by piece (``thresher.curate.io.shards``), so the last
-    pass can write one output part per piece.
+    Pass 1 records each row's file and line and each piece's row count, so
+    later passes can re-read single records and the last pass can hand every
+    piece the fate of its own rows (one output part per piece).
     """
 
-    paths: list[str]
     pieces: list[Piece]
     file: array = field(default_factory=lambda: array("i"))
     line: array = field(default_factory=lambda: array("q"))
@@ -242,9 +242,6 @@ class Sources:
                 for row in read_piece(piece):
                     yield index, piece, row
                     index += 1
-
-    def where(self, index: int) -> str:
-        return f"{self.paths[self.file[index]]}:{self.line[index]}"
 
 
 def batches(
