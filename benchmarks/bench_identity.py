@@ -237,7 +237,8 @@ def main(argv: list[str] | None = None) -> int:
         tokens = {variant: r["data_trained_tokens"] for variant, r in results.items()}
         # The one planned difference: a replay answer cut at its token limit (meta.stopped false) is trained by
         # thresher without an end-of-turn token it never produced; TRL's template marks one after every answer.
-        cut = sum(1 for line in open(settings["data"], encoding="utf-8") if '"stopped": false' in line)
+        with open(settings["data"], encoding="utf-8") as data:
+            cut = sum(json.loads(line).get("meta", {}).get("stopped") is False for line in data)
         print(f"assistant tokens in the data: thresher {tokens['thresher']:,}, TRL {tokens['trl']:,} "
               f"({cut} cut replay answers: thresher trains no end-of-turn token after them)")
     return 0

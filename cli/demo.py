@@ -29,11 +29,12 @@ from thresher.curate.io.claims import InputPath, OutputPath
 #: name: README, "thresher demo"), the base model's own short answers to 48 general prompts, 40 LoRA steps.
 REAL = {"count": 120, "languages": "en", "general_rate": 0.2, "replay_max_new_tokens": 48, "ratio": None,
         "max_steps": 40, "lr": 2e-3, "max_new_tokens": 32, "eval_batch_size": 40}
-#: The demo's eval sets, sampled evenly from the shipped held-out ones: (file, key of a group, items per group).
+#: The demo's eval sets, sampled evenly from the shipped held-out ones (``thresher.prompts.banks`` loaders):
+#: loader, key of a group, items per group (a fraction of each group, or a count).
 EVAL_SUBSETS = {
-    "eval_questions": ("identity/eval_questions.jsonl", ("lang", "category"), 1.0),  # all 80
-    "parrot_prompts": ("identity/general_prompts.jsonl", ("lang",), 10),             # 20 of 40
-    "general_eval": ("general/heldout.jsonl", ("lang", "category"), 2),             # 20 of 120
+    "eval_questions": ("eval_questions", ("lang", "category"), 1.0),  # all 80
+    "parrot_prompts": ("general_prompts", ("lang",), 10),              # 20 of 40
+    "general_eval": ("general_heldout", ("lang", "category"), 2),      # 20 of 120
 }
 #: Training settings that let a random tiny model memorise its data in a few minutes on 2 CPU cores.
 TINY = {"method": "full", "max_steps": 300, "lr": 3e-3, "batch_size": 16, "grad_accum": 1, "max_len": 256,
@@ -122,31 +123,27 @@ def tiny_model(out: Path, examples: Path, console: Any) -> Path:
 
 def eval_subsets(out: Path) -> dict[str, str]:
     """``EVAL_SUBSETS`` written under ``out/eval_sets/``: the first items of every group, so each language and
-    category keeps its share (a fraction per group, or a count). Returns recipe vars naming the files."""
+    category keeps its share. Returns recipe vars naming the files."""
     import math
-    from importlib.resources import files as package_files
+    from collections import Counter
 
     from thresher.curate.io.writers import JsonlWriter
+    from thresher.prompts import banks
 
     folder = out / "eval_sets"
     folder.mkdir(parents=True, exist_ok=True)
     paths = {}
-    for var, (resource, keys, per_group) in EVAL_SUBSETS.items():
-        text = package_files("thresher.prompts").joinpath(resource).read_text(encoding="utf-8")
-        rows = [json.loads(line) for line in text.splitlines() if line.strip()]
-        sizes: dict[tuple[str, ...], int] = {}
-        for row in rows:
-            group = tuple(row[key] for key in keys)
-            sizes[group] = sizes.get(group, 0) + 1
-        quota = {group: math.ceil(n * per_group) if isinstance(per_group, float) else per_group
-                 for group, n in sizes.items()}
-        taken: dict[tuple[str, ...], int] = {}
-        path = folder / Path(resource).name
+    for var, (loader, keys, per_group) in EVAL_SUBSETS.items():
+        rows = getattr(banks, loader)()
+        sizes = Counter(tuple(row[key] for key in keys) for row in rows)
+        taken: Counter[tuple[str, ...]] = Counter()
+        path = folder / f"{loader}.jsonl"
         with JsonlWriter(path) as writer:
             for row in rows:
                 group = tuple(row[key] for key in keys)
-                if taken.get(group, 0) < quota[group]:
-                    taken[group] = taken.get(group, 0) + 1
+                quota = math.ceil(sizes[group] * per_group) if isinstance(per_group, float) else per_group
+                if taken[group] < quota:
+                    taken[group] += 1
                     writer.write(row)
         paths[var] = str(path)
     return paths
